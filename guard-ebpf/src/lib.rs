@@ -1,0 +1,12 @@
+//! pktguard's packet logic. It compiles for the bpf target (used by the
+//! entry points in `main.rs`) and for the host, where it is unit- and
+//! property-tested over byte slices.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
+
+pub mod csum;
+pub mod mss;
+pub mod parse;
+pub mod tcpopt;
+#[cfg(any(test, feature = "std"))]
+pub mod testpkt;

@@ -1,0 +1,233 @@
+//! One cursor over a frame and one bounds-checked way to read it.
+//!
+//! On the bpf target `start`/`end` are the packet pointers of the context,
+//! so every read below is a check the verifier can follow; on the host they
+//! are the bounds of a byte slice.
+
+pub const ETH_HLEN: usize = 14;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+pub const VLAN_HLEN: usize = 4;
+/// QinQ is the deepest stacking seen on real links; more tags are left alone.
+pub const VLAN_MAX_DEPTH: usize = 2;
+pub const IPV4_MIN_HLEN: usize = 20;
+pub const IPV6_HLEN: usize = 40;
+pub const IPPROTO_TCP: u8 = 6;
+pub const TCP_MIN_HLEN: usize = 20;
+
+/// Hides a value from the optimizer (libbpf's `barrier_var`). Without it
+/// LLVM derives one packet pointer from another (`p - 1` after checking
+/// `p + 1`) or folds `p + 1 > end` into `p >= end`; the verifier grants no
+/// range from either.
+#[inline(always)]
+fn opaque(mut x: usize) -> usize {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: an empty asm block; it only pins `x` to a register.
+    unsafe {
+        core::arch::asm!("{0} = {0}", inout(reg) x, options(nomem, nostack, preserves_flags));
+    }
+    x
+}
+
+#[derive(Clone, Copy)]
+pub struct Cursor {
+    start: usize,
+    end: usize,
+    /// Length of the whole frame. At TC it can exceed `end - start`: only
+    /// the linear part of an skb is directly readable.
+    frame_len: usize,
+}
+
+impl Cursor {
+    /// # Safety
+    /// `start..end` must be readable and writable memory for the lifetime of
+    /// the cursor (the packet of a bpf context, or a host byte slice).
+    #[inline(always)]
+    pub unsafe fn new(start: usize, end: usize, frame_len: usize) -> Self {
+        Cursor {
+            start,
+            end,
+            frame_len,
+        }
+    }
+
+    #[inline(always)]
+    pub fn from_slice(buf: &mut [u8]) -> Self {
+        let start = buf.as_mut_ptr() as usize;
+        Cursor {
+            start,
+            end: start + buf.len(),
+            frame_len: buf.len(),
+        }
+    }
+
+    /// The one accessor: a pointer to `N` bytes at `off`, if they are inside
+    /// the frame.
+    #[inline(always)]
+    pub fn bytes<const N: usize>(&self, off: usize) -> Option<*mut [u8; N]> {
+        let p = self.start + opaque(off);
+        if p + N > self.end {
+            return None;
+        }
+        Some(p as *mut [u8; N])
+    }
+
+    #[inline(always)]
+    pub fn be16_at(&self, off: usize) -> Option<u16> {
+        // SAFETY: bounds checked by `bytes`.
+        self.bytes::<2>(off)
+            .map(|p| u16::from_be_bytes(unsafe { *p }))
+    }
+
+    #[inline(always)]
+    pub fn set_be16(&self, off: usize, v: u16) -> Option<()> {
+        // SAFETY: bounds checked by `bytes`; the memory is writable (`new`).
+        self.bytes::<2>(off)
+            .map(|p| unsafe { *p = v.to_be_bytes() })
+    }
+
+    /// Length of the whole frame, linear or not.
+    #[inline(always)]
+    pub fn frame_len(&self) -> usize {
+        self.frame_len
+    }
+}
+
+/// Why a frame was not parsed down to a TCP header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotTcp {
+    /// Not IP, or IP carrying something other than TCP: none of our business.
+    Other,
+    /// Truncated or inconsistent headers.
+    Malformed,
+    /// TCP we do not walk to: behind IPv6 extension headers, or a fragment.
+    Skipped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpVersion {
+    V4,
+    V6,
+}
+
+/// Offsets of a TCP segment inside the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSegment {
+    pub ip: IpVersion,
+    /// Offset of the TCP header.
+    pub tcp: usize,
+    /// TCP header length, options included (doff * 4, validated).
+    pub tcp_hlen: usize,
+    /// TCP flags byte.
+    pub flags: u8,
+}
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// Offset of the IP header after Ethernet and up to [`VLAN_MAX_DEPTH`]
+/// inline VLAN tags, with its EtherType.
+#[inline(always)]
+pub fn ethernet(c: &Cursor) -> Result<(usize, u16), NotTcp> {
+    let mut proto = c.be16_at(12).ok_or(NotTcp::Malformed)?;
+    let mut off = ETH_HLEN;
+    for _ in 0..VLAN_MAX_DEPTH {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        proto = c.be16_at(off + 2).ok_or(NotTcp::Malformed)?;
+        off += VLAN_HLEN;
+    }
+    Ok((off, proto))
+}
+
+/// IPv6 next-header values that are extension headers (RFC 8200, 5.2 of
+/// RFC 7045): TCP behind them is passed untouched and counted as skipped.
+#[inline(always)]
+fn is_ipv6_ext(nexthdr: u8) -> bool {
+    matches!(
+        nexthdr,
+        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254
+    )
+}
+
+/// Parses from the IP header at `l3` (of the given EtherType) to TCP.
+#[inline(always)]
+pub fn ip_to_tcp(c: &Cursor, l3: usize, ethertype: u16) -> Result<TcpSegment, NotTcp> {
+    let (ip, tcp, l4_len) = match ethertype {
+        ETH_P_IP => {
+            let b = c.bytes::<IPV4_MIN_HLEN>(l3).ok_or(NotTcp::Malformed)?;
+            // SAFETY: bounds checked by `bytes`.
+            let h = unsafe { &*b };
+            if h[0] >> 4 != 4 {
+                return Err(NotTcp::Malformed);
+            }
+            if h[9] != IPPROTO_TCP {
+                return Err(NotTcp::Other);
+            }
+            let ihl = (h[0] & 0x0f) as usize * 4;
+            let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+            if ihl < IPV4_MIN_HLEN || total < ihl || l3 + total > c.frame_len() {
+                return Err(NotTcp::Malformed);
+            }
+            // More-fragments set or a non-zero offset.
+            if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+                return Err(NotTcp::Skipped);
+            }
+            (IpVersion::V4, l3 + ihl, total - ihl)
+        }
+        ETH_P_IPV6 => {
+            let b = c.bytes::<IPV6_HLEN>(l3).ok_or(NotTcp::Malformed)?;
+            // SAFETY: bounds checked by `bytes`.
+            let h = unsafe { &*b };
+            if h[0] >> 4 != 6 {
+                return Err(NotTcp::Malformed);
+            }
+            let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
+            match h[6] {
+                IPPROTO_TCP => {}
+                n if is_ipv6_ext(n) => return Err(NotTcp::Skipped),
+                _ => return Err(NotTcp::Other),
+            }
+            if l3 + IPV6_HLEN + payload > c.frame_len() {
+                return Err(NotTcp::Malformed);
+            }
+            (IpVersion::V6, l3 + IPV6_HLEN, payload)
+        }
+        _ => return Err(NotTcp::Other),
+    };
+    let b = c.bytes::<TCP_MIN_HLEN>(tcp).ok_or(NotTcp::Malformed)?;
+    // SAFETY: bounds checked by `bytes`.
+    let h = unsafe { &*b };
+    let tcp_hlen = (h[12] >> 4) as usize * 4;
+    if tcp_hlen < TCP_MIN_HLEN || tcp_hlen > l4_len {
+        return Err(NotTcp::Malformed);
+    }
+    Ok(TcpSegment {
+        ip,
+        tcp,
+        tcp_hlen,
+        flags: h[13],
+    })
+}
+
+/// Parses a frame of an interface of the given kind down to TCP.
+#[inline(always)]
+pub fn to_tcp(c: &Cursor, raw_ip: bool) -> Result<TcpSegment, NotTcp> {
+    if raw_ip {
+        let v = c.be16_at(0).ok_or(NotTcp::Malformed)? >> 12;
+        let ethertype = match v {
+            4 => ETH_P_IP,
+            6 => ETH_P_IPV6,
+            _ => return Err(NotTcp::Other),
+        };
+        ip_to_tcp(c, 0, ethertype)
+    } else {
+        let (l3, ethertype) = ethernet(c)?;
+        ip_to_tcp(c, l3, ethertype)
+    }
+}

@@ -1,0 +1,230 @@
+//! Incident 3 rebuilt in namespaces: client (MTU 1500) -> node (forwarding)
+//! -> tunnel link (MTU 1440) -> pod, with the node's ICMP "fragmentation
+//! needed" / "packet too big" dropped as behind the cloud load balancer.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd as _,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::netns::{self, Netns, VethEnd};
+
+pub const TUNNEL_MTU: u32 = 1440;
+pub const CLIENT_IF: &str = "c0";
+/// The node's interface towards the client, and towards the pod (the tunnel).
+pub const NODE_CLIENT_IF: &str = "n0";
+pub const NODE_TUNNEL_IF: &str = "n1";
+pub const POD_IF: &str = "p0";
+pub const POD_V4: &str = "10.77.2.2";
+pub const POD_V6: &str = "fd77:2::2";
+const PORT: u16 = 9083;
+
+pub struct TunnelLab {
+    pub client: Netns,
+    pub node: Netns,
+    pub pod: Netns,
+}
+
+impl TunnelLab {
+    pub fn new() -> Result<TunnelLab> {
+        let tag = netns::unique_tag();
+        let lab = TunnelLab {
+            client: Netns::new(&format!("pg-{tag}-client"))?,
+            node: Netns::new(&format!("pg-{tag}-node"))?,
+            pod: Netns::new(&format!("pg-{tag}-pod"))?,
+        };
+        netns::veth(
+            &VethEnd {
+                ns: &lab.client,
+                name: CLIENT_IF,
+                addrs: &["10.77.1.2/24", "fd77:1::2/64"],
+                mtu: 1500,
+            },
+            &VethEnd {
+                ns: &lab.node,
+                name: NODE_CLIENT_IF,
+                addrs: &["10.77.1.1/24", "fd77:1::1/64"],
+                mtu: 1500,
+            },
+        )?;
+        // The pod's side keeps MTU 1500, so the pod advertises MSS 1460 as a
+        // pod behind a tunnel does; only the node's side is narrow.
+        netns::veth(
+            &VethEnd {
+                ns: &lab.node,
+                name: NODE_TUNNEL_IF,
+                addrs: &["10.77.2.1/24", "fd77:2::1/64"],
+                mtu: TUNNEL_MTU,
+            },
+            &VethEnd {
+                ns: &lab.pod,
+                name: POD_IF,
+                addrs: &["10.77.2.2/24", "fd77:2::2/64"],
+                mtu: 1500,
+            },
+        )?;
+        lab.client
+            .ip(&["route", "add", "default", "via", "10.77.1.1"])?;
+        lab.client
+            .ip(&["-6", "route", "add", "default", "via", "fd77:1::1"])?;
+        lab.pod
+            .ip(&["route", "add", "default", "via", "10.77.2.1"])?;
+        lab.pod
+            .ip(&["-6", "route", "add", "default", "via", "fd77:2::1"])?;
+        lab.node.sysctl("net.ipv4.ip_forward", "1")?;
+        lab.node.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        // The PMTU black hole: the node's "too big" errors never arrive.
+        lab.node.exec(&[
+            "nft",
+            "add table inet pmtu_blackhole; \
+             add chain inet pmtu_blackhole out { type filter hook output priority 0; }; \
+             add rule inet pmtu_blackhole out icmp type destination-unreachable icmp code frag-needed drop; \
+             add rule inet pmtu_blackhole out icmpv6 type packet-too-big drop",
+        ])?;
+        Ok(lab)
+    }
+
+    pub fn pod_addr(v6: bool) -> IpAddr {
+        if v6 { POD_V6 } else { POD_V4 }
+            .parse()
+            .expect("valid literal")
+    }
+
+    /// Sends `bytes` from the client to a server in the pod and waits at most
+    /// `wait` for them to arrive.
+    pub fn transfer(&self, v6: bool, bytes: usize, wait: Duration) -> Result<Transfer> {
+        let addr = SocketAddr::new(Self::pod_addr(v6), PORT);
+        let listener = self.pod.run(|| {
+            TcpListener::bind(addr).with_context(|| format!("listening on {addr} in the pod"))
+        })?;
+        listener.set_nonblocking(true)?;
+        let start = Instant::now();
+        let deadline = start + wait;
+        let client = self.client.run(|| {
+            TcpStream::connect_timeout(&addr, wait).with_context(|| format!("connecting to {addr}"))
+        })?;
+        let server = std::thread::spawn(move || serve(listener, deadline));
+        client.set_write_timeout(Some(wait))?;
+        let chunk = vec![0x5a_u8; 64 * 1024];
+        let mut sent = 0;
+        let mut writer = &client;
+        while sent < bytes && Instant::now() < deadline {
+            let n = chunk.len().min(bytes - sent);
+            match writer.write(&chunk[..n]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+                Err(e) => return Err(e).context("sending from the client"),
+            }
+        }
+        let _ = client.shutdown(std::net::Shutdown::Write);
+        let (received, server_mss) = server.join().unwrap_or_else(|_| bail!("server panicked"))?;
+        Ok(Transfer {
+            bytes,
+            received,
+            elapsed: start.elapsed(),
+            server_mss,
+            client_mss: tcp_maxseg(&client)?,
+        })
+    }
+}
+
+fn serve(listener: TcpListener, deadline: Instant) -> Result<(usize, u32)> {
+    let mut conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    bail!("no connection reached the pod");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e).context("accepting in the pod"),
+        }
+    };
+    conn.set_nonblocking(false)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut received = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        conn.set_read_timeout(Some(left))?;
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break;
+            }
+            Err(e) => return Err(e).context("receiving in the pod"),
+        }
+    }
+    Ok((received, tcp_maxseg(&conn)?))
+}
+
+/// TCP_MAXSEG of a connected socket: the MSS it sends with, derived from
+/// the MSS option its peer advertised.
+pub fn tcp_maxseg(s: &TcpStream) -> Result<u32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid fd, out-pointer of the right size.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("getsockopt(TCP_MAXSEG)");
+    }
+    Ok(v as u32)
+}
+
+#[derive(Clone, Debug)]
+pub struct Transfer {
+    pub bytes: usize,
+    pub received: usize,
+    pub elapsed: Duration,
+    /// The pod's (server's) sending MSS.
+    pub server_mss: u32,
+    /// The client's sending MSS.
+    pub client_mss: u32,
+}
+
+impl Transfer {
+    pub fn completed(&self) -> bool {
+        self.received == self.bytes
+    }
+}
+
+impl std::fmt::Display for Transfer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.completed() {
+            write!(f, "completed: {} bytes in {:.2?}", self.bytes, self.elapsed)?;
+        } else {
+            write!(
+                f,
+                "STALLED: {} of {} bytes after {:.2?}",
+                self.received, self.bytes, self.elapsed
+            )?;
+        }
+        write!(
+            f,
+            " (MSS: client sends {}, pod sends {})",
+            self.client_mss, self.server_mss
+        )
+    }
+}

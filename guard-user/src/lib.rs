@@ -1,0 +1,9 @@
+//! The userspace side of pktguard: configuration, loading and attaching,
+//! counters, and the lab that rebuilds the incidents in namespaces.
+
+pub mod clamp;
+pub mod lab;
+pub mod loader;
+pub mod netns;
+pub mod stats;
+pub mod sys;

@@ -1,0 +1,338 @@
+//! Loads the guard for one interface, configures it, attaches it, pins its
+//! maps for `pktguard stats`, and undoes all of that when dropped.
+
+use std::{
+    fs,
+    io::{Read as _, Seek as _, Write as _},
+    os::fd::AsRawFd as _,
+    path::PathBuf,
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{
+    Ebpf,
+    maps::Array,
+    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, tc},
+};
+use guard_common::{
+    LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, PIN_CONFIG, PIN_COUNTERS, PIN_DIR,
+    PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, RUN_DIR,
+};
+
+use crate::{clamp::Clamp, sys};
+
+/// The eBPF object, built by build.rs and embedded in the binary.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard"));
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// Native XDP on physical NICs whose driver takes it, TC elsewhere.
+    Auto,
+    /// TC (TCX on Linux 6.6+, a clsact qdisc otherwise).
+    Tc,
+    /// Native (driver) XDP.
+    Xdp,
+    /// Generic (skb) XDP: works on every device, slower than TC.
+    XdpGeneric,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Direction {
+    Ingress,
+    Egress,
+    Both,
+}
+
+/// Where one program got attached, as shown to the operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    XdpNative,
+    XdpGeneric,
+    TcIngress,
+    TcEgress,
+}
+
+impl Attachment {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Attachment::XdpNative => "xdp-native",
+            Attachment::XdpGeneric => "xdp-generic",
+            Attachment::TcIngress => "tc-ingress",
+            Attachment::TcEgress => "tc-egress",
+        }
+    }
+}
+
+/// A guarded interface. Dropping it detaches every program it attached,
+/// removes the clsact qdisc if it added one, its pins and its lock.
+pub struct Guard {
+    pub iface: String,
+    pub attached: Vec<Attachment>,
+    /// Why auto mode chose what it chose, for the log.
+    pub notes: Vec<String>,
+    ebpf: Option<Ebpf>,
+    pin_dir: PathBuf,
+    lock_path: PathBuf,
+    lock: Option<fs::File>,
+    added_clsact: bool,
+}
+
+impl Guard {
+    pub fn start(
+        iface: &str,
+        mode: AttachMode,
+        direction: Direction,
+        clamp: &Clamp,
+    ) -> Result<Guard> {
+        sys::ifindex(iface)?;
+        let link_kind = link_kind(iface)?;
+        let key = sys::iface_key(iface)?;
+        let mut guard = Guard {
+            iface: iface.to_string(),
+            attached: Vec::new(),
+            notes: Vec::new(),
+            ebpf: None,
+            pin_dir: PathBuf::from(PIN_DIR).join(&key),
+            lock_path: PathBuf::from(RUN_DIR).join(format!("{key}.lock")),
+            lock: None,
+            added_clsact: false,
+        };
+        // From here on, an error drops `guard`, which undoes what was done.
+        guard.lock()?;
+        sys::ensure_bpffs(guard_common::BPFFS_ROOT)?;
+        if guard.pin_dir.exists() {
+            // Left by a guard that was killed: nobody holds the lock.
+            fs::remove_dir_all(&guard.pin_dir)
+                .with_context(|| format!("removing stale pins {}", guard.pin_dir.display()))?;
+        }
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading the eBPF object")?;
+        let cfg = MssConfig::new(clamp.mss_v4, clamp.mss_v6, link_kind);
+        let mut config: Array<_, MssConfig> = Array::try_from(
+            ebpf.map_mut(MSS_CONFIG_MAP)
+                .ok_or_else(|| anyhow!("the eBPF object has no map {MSS_CONFIG_MAP}"))?,
+        )?;
+        config
+            .set(0, cfg, 0)
+            .context("writing the clamp configuration")?;
+        fs::create_dir_all(&guard.pin_dir)
+            .with_context(|| format!("creating {}", guard.pin_dir.display()))?;
+        for (map, pin) in [
+            (MSS_COUNTERS_MAP, PIN_COUNTERS),
+            (MSS_CONFIG_MAP, PIN_CONFIG),
+        ] {
+            ebpf.map(map)
+                .ok_or_else(|| anyhow!("the eBPF object has no map {map}"))?
+                .pin(guard.pin_dir.join(pin))
+                .with_context(|| format!("pinning {map} under {}", guard.pin_dir.display()))?;
+        }
+        guard.ebpf = Some(ebpf);
+        guard.attach(mode, direction)?;
+        guard.write_state(clamp)?;
+        Ok(guard)
+    }
+
+    /// The guard's counters, per hook.
+    pub fn counters(&self) -> Result<Vec<crate::stats::HookStats>> {
+        let map = self
+            .ebpf
+            .as_ref()
+            .and_then(|e| e.map(MSS_COUNTERS_MAP))
+            .ok_or_else(|| anyhow!("the eBPF object has no map {MSS_COUNTERS_MAP}"))?;
+        crate::stats::hook_stats(&aya::maps::PerCpuArray::try_from(map)?)
+    }
+
+    fn lock(&mut self) -> Result<()> {
+        fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.lock_path)
+            .with_context(|| format!("opening {}", self.lock_path.display()))?;
+        // SAFETY: flock on a valid fd.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut state = String::new();
+            let _ = f.read_to_string(&mut state);
+            let pid = state
+                .lines()
+                .find_map(|l| l.strip_prefix("pid="))
+                .unwrap_or("unknown");
+            bail!(
+                "{} is already guarded by another pktguard (pid {pid}): stop it first",
+                self.iface
+            );
+        }
+        f.set_len(0)?;
+        f.rewind()?;
+        writeln!(f, "pid={}", std::process::id())?;
+        self.lock = Some(f);
+        Ok(())
+    }
+
+    fn write_state(&mut self, clamp: &Clamp) -> Result<()> {
+        let hooks: Vec<_> = self.attached.iter().map(|a| a.name()).collect();
+        let f = self.lock.as_mut().expect("locked in start");
+        write!(
+            f,
+            "iface={}\nhooks={}\nmss_v4={}\nmss_v6={}\n",
+            self.iface,
+            hooks.join(","),
+            clamp.mss_v4,
+            clamp.mss_v6
+        )?;
+        Ok(())
+    }
+
+    fn ebpf(&mut self) -> &mut Ebpf {
+        self.ebpf.as_mut().expect("loaded in start")
+    }
+
+    fn attach(&mut self, mode: AttachMode, direction: Direction) -> Result<()> {
+        let ingress = matches!(direction, Direction::Ingress | Direction::Both);
+        let egress = matches!(direction, Direction::Egress | Direction::Both);
+        if ingress {
+            match mode {
+                AttachMode::Tc => self.attach_tc(TcAttachType::Ingress)?,
+                AttachMode::Xdp => self.attach_xdp(XdpMode::Driver)?,
+                AttachMode::XdpGeneric => self.attach_xdp(XdpMode::Skb)?,
+                AttachMode::Auto => self.attach_auto()?,
+            }
+        }
+        if egress {
+            if mode != AttachMode::Tc && mode != AttachMode::Auto {
+                self.notes
+                    .push("XDP sees ingress only: egress is guarded at TC".to_string());
+            }
+            self.attach_tc(TcAttachType::Egress)?;
+        }
+        Ok(())
+    }
+
+    /// Native XDP on physical NICs (on veth and other virtual devices native
+    /// XDP copies every frame and costs more than TC), TC elsewhere or when
+    /// the driver refuses.
+    fn attach_auto(&mut self) -> Result<()> {
+        let (driver, bus) = sys::driver_info(&self.iface).unwrap_or_default();
+        if bus.is_empty() {
+            let what = if driver.is_empty() {
+                "virtual".to_string()
+            } else {
+                driver
+            };
+            self.notes
+                .push(format!("{what} device: TC costs less than XDP here"));
+            return self.attach_tc(TcAttachType::Ingress);
+        }
+        match self.attach_xdp(XdpMode::Driver) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.notes
+                    .push(format!("native XDP refused ({e:#}): falling back to TC"));
+                self.attach_tc(TcAttachType::Ingress)
+            }
+        }
+    }
+
+    fn attach_xdp(&mut self, mode: XdpMode) -> Result<()> {
+        let iface = self.iface.clone();
+        let prog: &mut Xdp = self
+            .ebpf()
+            .program_mut(PROG_XDP)
+            .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_XDP}"))?
+            .try_into()?;
+        prog.load().context("loading the XDP program (verifier)")?;
+        prog.attach(&iface, mode).map_err(|e| {
+            let hint = if mode == XdpMode::Driver {
+                xdp_refusal_hint(&iface)
+            } else {
+                String::new()
+            };
+            anyhow!(e).context(format!("attaching XDP to {iface}{hint}"))
+        })?;
+        self.attached.push(if mode == XdpMode::Driver {
+            Attachment::XdpNative
+        } else {
+            Attachment::XdpGeneric
+        });
+        Ok(())
+    }
+
+    fn attach_tc(&mut self, at: TcAttachType) -> Result<()> {
+        let iface = self.iface.clone();
+        // TCX (6.6+) needs no qdisc; the netlink fallback needs clsact.
+        if !tcx_supported() && !self.added_clsact {
+            match tc::qdisc_add_clsact(&iface) {
+                Ok(()) => self.added_clsact = true,
+                Err(e) if is_exists(&e) => {}
+                Err(e) => {
+                    return Err(anyhow!(e)).context(format!("adding a clsact qdisc to {iface}"));
+                }
+            }
+        }
+        let (name, attachment) = match at {
+            TcAttachType::Egress => (PROG_TC_EGRESS, Attachment::TcEgress),
+            _ => (PROG_TC_INGRESS, Attachment::TcIngress),
+        };
+        let prog: &mut SchedClassifier = self
+            .ebpf()
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
+            .try_into()?;
+        prog.load().context("loading the TC program (verifier)")?;
+        prog.attach(&iface, at)
+            .with_context(|| format!("attaching {} to {iface}", attachment.name()))?;
+        self.attached.push(attachment);
+        Ok(())
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Dropping the object closes the program and link fds: XDP and TCX
+        // links go with them, netlink filters are removed by aya.
+        drop(self.ebpf.take());
+        if self.added_clsact {
+            let _ = std::process::Command::new("tc")
+                .args(["qdisc", "del", "dev", &self.iface, "clsact"])
+                .status();
+        }
+        let _ = fs::remove_dir_all(&self.pin_dir);
+        if self.lock.take().is_some() {
+            let _ = fs::remove_file(&self.lock_path);
+        }
+    }
+}
+
+fn link_kind(iface: &str) -> Result<LinkKind> {
+    const ARPHRD_ETHER: u16 = 1;
+    const ARPHRD_TUNNEL: u16 = 768;
+    const ARPHRD_TUNNEL6: u16 = 769;
+    const ARPHRD_NONE: u16 = 0xfffe;
+    match sys::hw_type(iface)? {
+        ARPHRD_ETHER => Ok(LinkKind::Ethernet),
+        ARPHRD_TUNNEL | ARPHRD_TUNNEL6 | ARPHRD_NONE => Ok(LinkKind::RawIp),
+        other => bail!(
+            "{iface} has link type {other} (see /usr/include/linux/if_arp.h): pktguard guards Ethernet and raw-IP (tun, ipip, wireguard) devices"
+        ),
+    }
+}
+
+fn tcx_supported() -> bool {
+    sys::kernel_version().is_ok_and(|v| v >= (6, 6))
+}
+
+fn is_exists(e: &tc::TcError) -> bool {
+    e.to_string().contains("exists")
+}
+
+/// Why a driver may refuse native XDP, in words an operator can act on.
+fn xdp_refusal_hint(iface: &str) -> String {
+    match sys::driver_info(iface) {
+        Ok((driver, _)) if driver == "virtio_net" => format!(
+            " (virtio_net refuses XDP while the host offloads GRO/checksums: try `ethtool -K {iface} gro off` or --attach tc)"
+        ),
+        Ok((driver, _)) => format!(" (driver {driver}; try --attach tc or --attach xdp-generic)"),
+        Err(_) => " (try --attach tc or --attach xdp-generic)".to_string(),
+    }
+}

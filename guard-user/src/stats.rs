@@ -1,0 +1,200 @@
+//! `pktguard stats`: the counters of every guarded interface, read from the
+//! pinned maps while `pktguard run` is running.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{Array, Map, MapData, PerCpuArray};
+use guard_common::{Hook, MssConfig, MssCounter, PIN_CONFIG, PIN_COUNTERS, PIN_DIR, RUN_DIR};
+
+use crate::sys;
+
+/// The counters of one hook of one interface, summed over CPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookStats {
+    pub hook: Hook,
+    pub counters: [u64; MssCounter::COUNT],
+}
+
+impl HookStats {
+    pub fn get(&self, c: MssCounter) -> u64 {
+        self.counters[c as usize]
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct IfaceStats {
+    pub iface: String,
+    /// Attach points in use, as `pktguard run` recorded them.
+    pub attached: Vec<String>,
+    pub mss_v4: u16,
+    pub mss_v6: u16,
+    pub hooks: Vec<HookStats>,
+}
+
+impl IfaceStats {
+    pub fn hook(&self, hook: Hook) -> Option<&HookStats> {
+        self.hooks.iter().find(|h| h.hook == hook)
+    }
+}
+
+/// Sums the per-CPU counters of every hook.
+pub fn hook_stats<T: std::borrow::Borrow<MapData>>(
+    counters: &PerCpuArray<T, u64>,
+) -> Result<Vec<HookStats>> {
+    let mut hooks = Vec::new();
+    for hook in Hook::ALL {
+        let mut sums = [0u64; MssCounter::COUNT];
+        for c in MssCounter::ALL {
+            let per_cpu = counters.get(&c.index(hook), 0)?;
+            sums[c as usize] = per_cpu.iter().sum();
+        }
+        hooks.push(HookStats {
+            hook,
+            counters: sums,
+        });
+    }
+    Ok(hooks)
+}
+
+/// Reads the counters of the interface whose pins are in `dir`.
+pub fn read_dir(dir: &Path, iface: &str, key: &str) -> Result<IfaceStats> {
+    let counters = MapData::from_pin(dir.join(PIN_COUNTERS))
+        .with_context(|| format!("opening {}", dir.join(PIN_COUNTERS).display()))?;
+    let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(Map::PerCpuArray(counters))?;
+    let hooks = hook_stats(&counters)?;
+    let config = MapData::from_pin(dir.join(PIN_CONFIG))?;
+    let config: Array<_, MssConfig> = Array::try_from(Map::Array(config))?;
+    let cfg = config.get(&0, 0)?;
+    let state =
+        fs::read_to_string(Path::new(RUN_DIR).join(format!("{key}.lock"))).unwrap_or_default();
+    let attached = state
+        .lines()
+        .find_map(|l| l.strip_prefix("hooks="))
+        .map(|h| {
+            h.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(IfaceStats {
+        iface: iface.to_string(),
+        attached,
+        mss_v4: cfg.mss_v4,
+        mss_v6: cfg.mss_v6,
+        hooks,
+    })
+}
+
+/// Every interface guarded in this network namespace, or just `only`.
+pub fn collect(only: Option<&str>) -> Result<Vec<IfaceStats>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(PIN_DIR) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("reading {PIN_DIR}")),
+    };
+    let probe = sys::iface_key("x")?;
+    let suffix = probe.strip_prefix('x').unwrap_or("");
+    for entry in entries {
+        let entry = entry?;
+        let key = entry.file_name().to_string_lossy().into_owned();
+        let iface = if suffix.is_empty() {
+            if key.contains('@') {
+                continue;
+            }
+            key.clone()
+        } else {
+            match key.strip_suffix(suffix) {
+                Some(i) => i.to_string(),
+                None => continue,
+            }
+        };
+        if only.is_some_and(|o| o != iface) {
+            continue;
+        }
+        out.push(read_dir(&entry.path(), &iface, &key)?);
+    }
+    out.sort_by(|a, b| a.iface.cmp(&b.iface));
+    Ok(out)
+}
+
+pub fn render_table(stats: &[IfaceStats]) -> String {
+    let mut s = String::new();
+    if stats.is_empty() {
+        s.push_str(
+            "no interface is guarded in this network namespace (start one with `pktguard run`)\n",
+        );
+        return s;
+    }
+    s.push_str(&format!("{:<16} {:<12}", "IFACE", "HOOK"));
+    for c in MssCounter::ALL {
+        s.push_str(&format!(" {:>13}", c.name()));
+    }
+    s.push('\n');
+    for i in stats {
+        for h in &i.hooks {
+            let attached = i.attached.iter().any(|a| hook_matches(a, h.hook));
+            if !attached && h.counters.iter().all(|c| *c == 0) {
+                continue;
+            }
+            s.push_str(&format!("{:<16} {:<12}", i.iface, h.hook.name()));
+            for c in h.counters {
+                s.push_str(&format!(" {c:>13}"));
+            }
+            s.push('\n');
+        }
+        s.push_str(&format!(
+            "{:<16} clamp: IPv4 MSS <= {}, IPv6 MSS <= {}; attached: {}\n",
+            i.iface,
+            i.mss_v4,
+            i.mss_v6,
+            if i.attached.is_empty() {
+                "-".to_string()
+            } else {
+                i.attached.join(", ")
+            }
+        ));
+    }
+    s
+}
+
+/// One JSON document: `{"interfaces":[{"iface":..,"hooks":{..}}]}`.
+pub fn render_json(stats: &[IfaceStats]) -> String {
+    let ifaces: Vec<String> = stats
+        .iter()
+        .map(|i| {
+            let hooks: Vec<String> = i
+                .hooks
+                .iter()
+                .map(|h| {
+                    let fields: Vec<String> = MssCounter::ALL
+                        .iter()
+                        .map(|c| format!("\"{}\":{}", c.name(), h.get(*c)))
+                        .collect();
+                    format!("\"{}\":{{{}}}", h.hook.name(), fields.join(","))
+                })
+                .collect();
+            let attached: Vec<String> = i.attached.iter().map(|a| format!("\"{a}\"")).collect();
+            format!(
+                "{{\"iface\":\"{}\",\"attached\":[{}],\"mss_v4\":{},\"mss_v6\":{},\"hooks\":{{{}}}}}",
+                i.iface,
+                attached.join(","),
+                i.mss_v4,
+                i.mss_v6,
+                hooks.join(",")
+            )
+        })
+        .collect();
+    format!("{{\"interfaces\":[{}]}}\n", ifaces.join(","))
+}
+
+/// Whether an attachment name recorded by `run` feeds this hook's counters.
+fn hook_matches(attachment: &str, hook: Hook) -> bool {
+    match hook {
+        Hook::XdpIngress => attachment.starts_with("xdp"),
+        Hook::TcIngress => attachment == "tc-ingress",
+        Hook::TcEgress => attachment == "tc-egress",
+    }
+}
