@@ -136,17 +136,13 @@ pub fn clamp<F: Frame>(frame: &mut F, cfg: &MssConfig) -> (Verdict, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testpkt::{self, ACK, RST, SYN, Segment};
+    use crate::testpkt::{self, ACK, SYN, Segment};
     use proptest::prelude::*;
 
     const CFG: MssConfig = MssConfig::new(1400, 1380, LinkKind::Ethernet);
 
     fn run(frame: &mut [u8]) -> (Verdict, bool) {
         clamp(&mut DirectFrame(Cursor::from_slice(frame)), &CFG)
-    }
-
-    fn opts(parts: &[&[u8]]) -> Vec<u8> {
-        parts.concat()
     }
 
     #[test]
@@ -164,146 +160,24 @@ mod tests {
         }
     }
 
+    /// Every row of the shared table (also run through the compiled
+    /// programs by the tests crate) gives its counter and output frame.
     #[test]
-    fn odd_offset_after_nop() {
-        let o = opts(&[&[1], &testpkt::mss(1460), &[1, 1, 1]]);
-        let mut f = Segment::syn(&o).build();
-        assert_eq!(run(&mut f), (Verdict::Clamped, true));
-        assert_eq!(testpkt::mss_of(&f), Some(1400));
-        assert!(testpkt::tcp_checksum_ok(&f));
-    }
-
-    #[test]
-    fn leaves_what_it_must_not_touch() {
-        let cases: Vec<(&str, Segment, Verdict, bool)> = vec![
-            (
-                "small mss",
-                Segment::syn(&testpkt::mss(1300)),
-                Verdict::AlreadySmall,
-                true,
-            ),
-            (
-                "equal mss",
-                Segment::syn(&testpkt::mss(1400)),
-                Verdict::AlreadySmall,
-                true,
-            ),
-            ("no options", Segment::syn(&[]), Verdict::NoMssOption, true),
-            (
-                "40 NOPs",
-                Segment::syn(&[1; 40]),
-                Verdict::NoMssOption,
-                true,
-            ),
-            (
-                "EOL first",
-                Segment::syn(&opts(&[&[0, 1, 1, 1], &testpkt::mss(1460)])),
-                Verdict::NoMssOption,
-                true,
-            ),
-            (
-                "data segment",
-                Segment::syn(&testpkt::mss(1460)).flags(ACK),
-                Verdict::NotSyn,
-                false,
-            ),
-            (
-                "syn+rst",
-                Segment::syn(&testpkt::mss(1460)).flags(SYN | RST),
-                Verdict::NotSyn,
-                false,
-            ),
-            (
-                "option len 0",
-                Segment::syn(&[8, 0, 1, 1]),
-                Verdict::Malformed,
-                true,
-            ),
-            (
-                "option len 1",
-                Segment::syn(&[8, 1, 1, 1]),
-                Verdict::Malformed,
-                true,
-            ),
-            (
-                "option past header",
-                Segment::syn(&[1, 1, 8, 10]),
-                Verdict::Malformed,
-                true,
-            ),
-            (
-                "mss len 3",
-                Segment::syn(&[2, 3, 5, 1]),
-                Verdict::Malformed,
-                true,
-            ),
-            (
-                "kind without length",
-                Segment::syn(&[1, 1, 1, 8]),
-                Verdict::Malformed,
-                true,
-            ),
-        ];
-        for (what, seg, want, syn) in cases {
-            let mut f = seg.build();
-            let before = f.clone();
-            assert_eq!(run(&mut f), (want, syn), "{what}");
-            assert_eq!(f, before, "{what}: frame changed");
-        }
-    }
-
-    #[test]
-    fn malformed_and_skipped_headers() {
-        let base = Segment::syn(&testpkt::mss(1460));
-        let mut ihl4 = base.clone();
-        ihl4.ihl = 4;
-        let mut frag = base.clone();
-        frag.frag = 0x2000; // more fragments
-        let mut ext = base.clone().v6();
-        ext.v6_ext = Some(60);
-        let mut doff4 = base.build();
-        let tcp = testpkt::tcp_offset(&doff4);
-        doff4[tcp + 12] = 4 << 4;
-        let mut doff15 = base.build(); // doff past the segment
-        doff15[tcp + 12] = 15 << 4;
-        let full = base.build();
-        let cases: Vec<(&str, Vec<u8>, Verdict)> = vec![
-            ("ihl 4", ihl4.build(), Verdict::Malformed),
-            ("fragment", frag.build(), Verdict::Skipped),
-            ("v6 ext header", ext.build(), Verdict::Skipped),
-            ("doff 4", doff4, Verdict::Malformed),
-            ("doff past segment", doff15, Verdict::Malformed),
-            (
-                "truncated tcp",
-                full[..tcp + 10].to_vec(),
-                Verdict::Malformed,
-            ),
-            ("truncated ip", full[..20].to_vec(), Verdict::Malformed),
-            ("runt ethernet", full[..10].to_vec(), Verdict::Malformed),
-        ];
-        for (what, mut f, want) in cases {
-            let before = f.clone();
-            assert_eq!(run(&mut f).0, want, "{what}");
-            assert_eq!(f, before, "{what}: frame changed");
-        }
-    }
-
-    #[test]
-    fn vlan_tags_and_ip_options() {
-        for vlans in 0..=2 {
-            for ihl in [5, 6, 15] {
-                let mut seg = Segment::syn(&testpkt::mss(9000));
-                seg.vlans = vlans;
-                seg.ihl = ihl;
-                let mut f = seg.build();
-                assert_eq!(run(&mut f).0, Verdict::Clamped, "vlans {vlans} ihl {ihl}");
-                assert!(testpkt::tcp_checksum_ok(&f));
+    fn case_table() {
+        for case in testpkt::mss_cases(CFG.mss_v4, CFG.mss_v6) {
+            let mut f = case.frame.clone();
+            let (verdict, syn) = run(&mut f);
+            assert_eq!(
+                (verdict.counter(), syn),
+                (case.counter, case.syn),
+                "{}",
+                case.name
+            );
+            assert_eq!(f, case.out, "{}: output frame", case.name);
+            if case.counter == Some(MssCounter::Clamped) {
+                assert!(testpkt::tcp_checksum_ok(&f), "{}", case.name);
             }
         }
-        // A third tag is beyond VLAN_MAX_DEPTH: not parsed, not touched.
-        let mut seg = Segment::syn(&testpkt::mss(9000));
-        seg.vlans = 3;
-        assert_eq!(run(&mut seg.build()).0, Verdict::NotTcp);
     }
 
     #[test]

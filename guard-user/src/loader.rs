@@ -289,6 +289,10 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // Without the lock nothing here is ours: another guard owns the pins.
+        if self.lock.is_none() {
+            return;
+        }
         // Dropping the object closes the program and link fds: XDP and TCX
         // links go with them, netlink filters are removed by aya.
         drop(self.ebpf.take());
@@ -298,9 +302,9 @@ impl Drop for Guard {
                 .status();
         }
         let _ = fs::remove_dir_all(&self.pin_dir);
-        if self.lock.take().is_some() {
-            let _ = fs::remove_file(&self.lock_path);
-        }
+        // Unlink while still holding the lock, then release it.
+        let _ = fs::remove_file(&self.lock_path);
+        drop(self.lock.take());
     }
 }
 

@@ -198,12 +198,13 @@ pub fn netns_inode(path: &Path) -> Result<u64> {
 }
 
 /// The name pins and locks use for an interface: its name in the initial
-/// network namespace, `name@<netns inode>` in any other, since interface
-/// names repeat across namespaces.
+/// network namespace, `name@<netns inode>` in any other (and wherever the
+/// initial one cannot be told), since interface names repeat across
+/// namespaces.
 pub fn iface_key(iface: &str) -> Result<String> {
     let mine = netns_inode(Path::new("/proc/thread-self/ns/net"))?;
-    let init = netns_inode(Path::new("/proc/1/ns/net")).unwrap_or(mine);
-    Ok(if mine == init {
+    let init = netns_inode(Path::new("/proc/1/ns/net")).ok();
+    Ok(if init == Some(mine) {
         iface.to_string()
     } else {
         format!("{iface}@{mine}")

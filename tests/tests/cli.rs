@@ -1,0 +1,244 @@
+//! `pktguard run` as an operator meets it: it leaves nothing behind on any
+//! exit path, and bad input gets one clear line and a non-zero exit.
+
+use std::{fs, path::Path};
+
+use aya::programs::{SchedClassifier, TcAttachType};
+use guard_common::{PIN_DIR, RUN_DIR};
+use guard_user::netns::{self, Netns, VethEnd};
+use pktguard_tests::{Running, pktguard_bin, pktguard_in};
+
+const IFACE: &str = "g0";
+
+/// A namespace with a veth `g0` (its peer in a second namespace).
+fn host() -> (Netns, Netns) {
+    let tag = netns::unique_tag();
+    let ns = Netns::new(&format!("pg-{tag}-host")).unwrap();
+    let peer = Netns::new(&format!("pg-{tag}-peer")).unwrap();
+    let end = |ns, name| VethEnd {
+        ns,
+        name,
+        addrs: &[],
+        mtu: 1500,
+    };
+    netns::veth(&end(&ns, IFACE), &end(&peer, "g1")).unwrap();
+    (ns, peer)
+}
+
+/// Everything pktguard could have left on `IFACE` of `ns`, described.
+fn leftovers(ns: &Netns) -> Vec<String> {
+    let mut found = Vec::new();
+    let link = ns.ip(&["link", "show", "dev", IFACE]).unwrap();
+    if link.contains("xdp") {
+        found.push(format!("XDP program: {link}"));
+    }
+    for dir in ["ingress", "egress"] {
+        let filters = ns
+            .exec(&["tc", "filter", "show", "dev", IFACE, dir])
+            .unwrap();
+        if !filters.trim().is_empty() {
+            found.push(format!("tc {dir} filter: {filters}"));
+        }
+    }
+    let qdisc = ns.exec(&["tc", "qdisc", "show", "dev", IFACE]).unwrap();
+    if qdisc.contains("clsact") {
+        found.push(format!("clsact qdisc: {qdisc}"));
+    }
+    let tcx = ns
+        .run(|| {
+            let mut progs = Vec::new();
+            for at in [TcAttachType::Ingress, TcAttachType::Egress] {
+                let (_, p) = SchedClassifier::query_tcx(IFACE, at)?;
+                progs.extend(p.iter().map(|i| format!("tcx {at:?}: prog {}", i.id())));
+            }
+            Ok(progs)
+        })
+        .unwrap();
+    found.extend(tcx);
+    let inode = {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(ns.path()).unwrap().ino()
+    };
+    let suffix = format!("{IFACE}@{inode}");
+    for dir in [PIN_DIR, RUN_DIR] {
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&suffix) {
+                    found.push(format!("{}", e.path().display()));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn stops_clean(attach: &str, signal: libc::c_int) {
+    let (ns, _peer) = host();
+    let run = Running::start(
+        &ns,
+        &["--iface", IFACE, "--attach", attach, "--mtu", "1440"],
+    )
+    .unwrap();
+    let attached = leftovers(&ns);
+    assert!(
+        attached.len() >= 3,
+        "{attach}: not attached as expected: {attached:?}"
+    );
+    let (status, out) = run.stop(signal).unwrap();
+    assert!(status.success(), "{status}: {out:?}");
+    assert!(out.iter().any(|l| l.contains("detaching")), "{out:?}");
+    let left = leftovers(&ns);
+    assert!(
+        left.is_empty(),
+        "{attach}: left behind after signal {signal}: {left:?}"
+    );
+}
+
+#[test]
+fn sigterm_leaves_nothing_tc() {
+    stops_clean("tc", libc::SIGTERM);
+}
+
+#[test]
+fn sigint_leaves_nothing_tc() {
+    stops_clean("tc", libc::SIGINT);
+}
+
+#[test]
+fn sigterm_leaves_nothing_xdp() {
+    stops_clean("xdp", libc::SIGTERM);
+}
+
+#[test]
+fn sigint_leaves_nothing_xdp_generic() {
+    stops_clean("xdp-generic", libc::SIGINT);
+}
+
+/// Runs `pktguard ARGS` in `ns`; returns (exit code, stderr).
+fn fails(ns: &Netns, args: &[&str]) -> (i32, String) {
+    let out = pktguard_in(ns, args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_nothing_attached() {
+    let (ns, _peer) = host();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["run", "--iface", "nosuch0", "--mtu", "1440"],
+            "\"nosuch0\" does not exist",
+        ),
+        (
+            &[
+                "run", "--iface", IFACE, "--iface", "nosuch0", "--mtu", "1440",
+            ],
+            "\"nosuch0\" does not exist",
+        ),
+        (
+            &["run", "--iface", IFACE, "--mtu", "100"],
+            "MTU 100 is out of range",
+        ),
+        (
+            &["run", "--iface", IFACE, "--mtu", "70000"],
+            "MTU 70000 is out of range",
+        ),
+        (
+            &["run", "--iface", IFACE, "--tunnel-dev", "flannel.9"],
+            "\"flannel.9\" does not exist",
+        ),
+        (
+            &[
+                "run",
+                "--iface",
+                IFACE,
+                "--underlay-mtu",
+                "600",
+                "--encap",
+                "vxlan",
+            ],
+            "out of range",
+        ),
+        (
+            &[
+                "run",
+                "--iface",
+                IFACE,
+                "--attach",
+                "xdp",
+                "--direction",
+                "egress",
+                "--mtu",
+                "1440",
+            ],
+            "XDP sees ingress only",
+        ),
+        (&["run", "--iface", IFACE], "--mtu"),
+        (&["stats", "--iface", IFACE], "not guarded"),
+    ];
+    for (args, want) in cases {
+        let (code, err) = fails(&ns, args);
+        assert_ne!(code, 0, "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: stderr lacks {want:?}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.contains("error"),
+            "{args:?}: first line is not the error: {err}"
+        );
+        // One line of ours; clap adds a usage line and a pointer to --help.
+        assert!(
+            err.trim().lines().count() <= 6,
+            "{args:?}: not a short message: {err}"
+        );
+        assert!(
+            leftovers(&ns).is_empty(),
+            "{args:?} left something attached"
+        );
+    }
+}
+
+#[test]
+fn a_second_run_on_a_guarded_interface_is_refused() {
+    let (ns, _peer) = host();
+    let first =
+        Running::start(&ns, &["--iface", IFACE, "--attach", "tc", "--mtu", "1440"]).unwrap();
+    let (code, err) = fails(&ns, &["run", "--iface", IFACE, "--mtu", "1400"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("already guarded"), "{err}");
+    // The first guard is untouched by the refused second one.
+    let out = pktguard_in(&ns, &["stats", "--json"]).output().unwrap();
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(json.contains("\"mss_v4\":1400"), "{json}");
+    assert!(json.contains("\"tc-ingress\",\"tc-egress\""), "{json}");
+    let (status, _) = first.stop(libc::SIGTERM).unwrap();
+    assert!(status.success());
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn unprivileged_run_is_refused_with_advice() {
+    let (ns, _peer) = host();
+    let net = format!("--net={}", ns.path().display());
+    let bin = pktguard_bin();
+    let out = std::process::Command::new("nsenter")
+        .args([
+            &net,
+            "--",
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .args(["--inh-caps=-all", "--bounding-set=-all"])
+        .arg(&bin)
+        .args(["run", "--iface", IFACE, "--mtu", "1440"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("needs root") && err.contains("sudo"), "{err}");
+    assert!(Path::new(&bin).exists());
+    assert!(leftovers(&ns).is_empty());
+}
