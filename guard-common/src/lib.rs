@@ -28,7 +28,77 @@ impl Hook {
     }
 }
 
-/// Per-CPU counters of the MSS clamp, one block per [`Hook`].
+/// What the clamp did with one packet. The programs count exactly one
+/// outcome per packet (one per-CPU increment, the whole cost of counting);
+/// the counters operators read ([`MssCounter`]) are sums of outcomes.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MssOutcome {
+    /// Not TCP, or TCP without SYN (or with RST): passed.
+    NotSyn = 0,
+    /// A SYN whose MSS option was lowered to the clamp.
+    Clamped = 1,
+    /// A SYN whose MSS was already at or below the clamp.
+    AlreadySmall = 2,
+    /// A SYN without an MSS option (left unchanged).
+    NoMssOption = 3,
+    /// A SYN of a family whose clamp is 0 (off).
+    Disabled = 4,
+    /// A SYN with malformed options: passed untouched.
+    MalformedSyn = 5,
+    /// Truncated or inconsistent headers: passed untouched.
+    Malformed = 6,
+    /// A SYN behind IPv6 extension headers or in a fragment: passed untouched.
+    SkippedSyn = 7,
+    /// More IPv6 extension headers than the parser walks, or ESP.
+    Skipped = 8,
+}
+
+impl MssOutcome {
+    pub const COUNT: usize = 9;
+    pub const ALL: [MssOutcome; Self::COUNT] = [
+        MssOutcome::NotSyn,
+        MssOutcome::Clamped,
+        MssOutcome::AlreadySmall,
+        MssOutcome::NoMssOption,
+        MssOutcome::Disabled,
+        MssOutcome::MalformedSyn,
+        MssOutcome::Malformed,
+        MssOutcome::SkippedSyn,
+        MssOutcome::Skipped,
+    ];
+
+    /// Index of this outcome's counter in the counter map for `hook`.
+    pub const fn index(self, hook: Hook) -> u32 {
+        hook as u32 * Self::COUNT as u32 + self as u32
+    }
+
+    pub const fn is_syn(self) -> bool {
+        matches!(
+            self,
+            MssOutcome::Clamped
+                | MssOutcome::AlreadySmall
+                | MssOutcome::NoMssOption
+                | MssOutcome::Disabled
+                | MssOutcome::MalformedSyn
+                | MssOutcome::SkippedSyn
+        )
+    }
+
+    /// The reported counter this outcome adds to, besides `seen` (and `syn`).
+    pub const fn counter(self) -> Option<MssCounter> {
+        match self {
+            MssOutcome::NotSyn | MssOutcome::Disabled => None,
+            MssOutcome::Clamped => Some(MssCounter::Clamped),
+            MssOutcome::AlreadySmall => Some(MssCounter::AlreadySmall),
+            MssOutcome::NoMssOption => Some(MssCounter::NoMssOption),
+            MssOutcome::MalformedSyn | MssOutcome::Malformed => Some(MssCounter::Malformed),
+            MssOutcome::SkippedSyn | MssOutcome::Skipped => Some(MssCounter::Skipped),
+        }
+    }
+}
+
+/// The counters of the MSS clamp as operators read them, per [`Hook`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MssCounter {
@@ -44,7 +114,8 @@ pub enum MssCounter {
     NoMssOption = 4,
     /// Truncated or inconsistent headers or options: passed untouched.
     Malformed = 5,
-    /// TCP behind IPv6 extension headers, or IPv4 fragments: passed untouched.
+    /// SYNs behind IPv6 extension headers or in fragments, and extension
+    /// header chains too deep to walk: passed untouched.
     Skipped = 6,
 }
 
@@ -72,16 +143,28 @@ impl MssCounter {
         }
     }
 
-    /// Index of this counter in the counter map for `hook`.
-    pub const fn index(self, hook: Hook) -> u32 {
-        hook as u32 * Self::COUNT as u32 + self as u32
+    /// The reported counters, from the outcome counts of one hook.
+    pub fn from_outcomes(outcomes: &[u64; MssOutcome::COUNT]) -> [u64; MssCounter::COUNT] {
+        let mut c = [0u64; MssCounter::COUNT];
+        for o in MssOutcome::ALL {
+            let n = outcomes[o as usize];
+            c[MssCounter::Seen as usize] += n;
+            if o.is_syn() {
+                c[MssCounter::Syn as usize] += n;
+            }
+            if let Some(counter) = o.counter() {
+                c[counter as usize] += n;
+            }
+        }
+        c
     }
 }
 
 /// Number of entries of the counter map.
-pub const MSS_COUNTER_ENTRIES: u32 = (Hook::COUNT * MssCounter::COUNT) as u32;
+pub const MSS_COUNTER_ENTRIES: u32 = (Hook::COUNT * MssOutcome::COUNT) as u32;
 
-/// How the frames of an interface begin.
+/// How the frames of an interface begin: a load-time constant of the
+/// programs (global [`LINK_KIND_GLOBAL`]), fixed per interface.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkKind {
@@ -100,20 +183,17 @@ pub struct MssConfig {
     pub mss_v4: u16,
     /// Largest MSS allowed on IPv6 SYNs; 0 disables the clamp for IPv6.
     pub mss_v6: u16,
-    /// A [`LinkKind`] value.
-    pub link_kind: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<MssConfig>() == 8);
 
 impl MssConfig {
-    pub const fn new(mss_v4: u16, mss_v6: u16, link_kind: LinkKind) -> Self {
+    pub const fn new(mss_v4: u16, mss_v6: u16) -> Self {
         MssConfig {
             mss_v4,
             mss_v6,
-            link_kind: link_kind as u8,
-            _pad: [0; 3],
+            _pad: 0,
         }
     }
 }
@@ -121,6 +201,9 @@ impl MssConfig {
 #[cfg(feature = "user")]
 // SAFETY: repr(C), only integer fields, no implicit padding (size asserted above).
 unsafe impl aya::Pod for MssConfig {}
+
+/// The `u8` global holding the interface's [`LinkKind`], set at load time.
+pub const LINK_KIND_GLOBAL: &str = "LINK_KIND";
 
 /// Map names, as the eBPF object defines them.
 pub const MSS_CONFIG_MAP: &str = "MSS_CONFIG";
@@ -148,15 +231,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counter_indexes_are_dense_and_unique() {
+    fn outcome_indexes_are_dense_and_unique() {
         let mut seen = [false; MSS_COUNTER_ENTRIES as usize];
         for hook in Hook::ALL {
-            for counter in MssCounter::ALL {
-                let i = counter.index(hook) as usize;
+            for o in MssOutcome::ALL {
+                let i = o.index(hook) as usize;
                 assert!(!seen[i], "index {i} used twice");
                 seen[i] = true;
             }
         }
         assert!(seen.iter().all(|s| *s));
+        for (i, o) in MssOutcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i);
+        }
+    }
+
+    #[test]
+    fn reported_counters_are_sums_of_outcomes() {
+        let mut outcomes = [0u64; MssOutcome::COUNT];
+        for (i, o) in MssOutcome::ALL.iter().enumerate() {
+            outcomes[*o as usize] = 1 << i;
+        }
+        let c = MssCounter::from_outcomes(&outcomes);
+        assert_eq!(c[MssCounter::Seen as usize], (1 << MssOutcome::COUNT) - 1);
+        assert_eq!(c[MssCounter::Syn as usize], 2 + 4 + 8 + 16 + 32 + 128);
+        assert_eq!(c[MssCounter::Clamped as usize], 2);
+        assert_eq!(c[MssCounter::Malformed as usize], 32 + 64);
+        assert_eq!(c[MssCounter::Skipped as usize], 128 + 256);
     }
 }

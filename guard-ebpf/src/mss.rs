@@ -1,11 +1,11 @@
 //! The MSS clamp: lower the MSS option of SYN and SYN-ACK segments to what
 //! the narrowest link can carry. Never raises it, never drops a packet.
 
-use guard_common::{LinkKind, MssConfig, MssCounter};
+use guard_common::{LinkKind, MssConfig, MssOutcome};
 
 use crate::{
     csum,
-    parse::{self, Cursor, IpVersion, NotTcp, TCP_RST, TCP_SYN},
+    parse::{self, Cursor, IpVersion, NotTcp, TCP_RST, TCP_SYN, TcpSegment},
     tcpopt::{self, MssOption},
 };
 
@@ -57,67 +57,47 @@ impl Frame for DirectFrame {
     }
 }
 
-/// What the clamp did with one frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Not a TCP segment (or not IP at all).
-    NotTcp,
-    /// TCP, but not a SYN (or a SYN with RST).
-    NotSyn,
-    Clamped,
-    AlreadySmall,
-    NoMssOption,
-    /// The clamp for this IP version is 0 (off).
-    Disabled,
-    Malformed,
-    Skipped,
-}
-
-impl Verdict {
-    /// The counter that names this verdict, besides `seen` and `syn`.
-    pub const fn counter(self) -> Option<MssCounter> {
-        match self {
-            Verdict::Clamped => Some(MssCounter::Clamped),
-            Verdict::AlreadySmall => Some(MssCounter::AlreadySmall),
-            Verdict::NoMssOption => Some(MssCounter::NoMssOption),
-            Verdict::Malformed => Some(MssCounter::Malformed),
-            Verdict::Skipped => Some(MssCounter::Skipped),
-            Verdict::NotTcp | Verdict::NotSyn | Verdict::Disabled => None,
-        }
-    }
-}
-
-/// Clamps the MSS option of `frame` to `cfg`. The flag tells whether the
-/// segment was a SYN (SYN set, RST clear).
+/// The first half of the clamp: is this a SYN (SYN set, RST clear) the
+/// clamp may look at? Everything else ends here with its verdict, before
+/// any configuration is read.
 #[inline(always)]
-pub fn clamp<F: Frame>(frame: &mut F, cfg: &MssConfig) -> (Verdict, bool) {
-    let c = frame.cursor();
-    let seg = match parse::to_tcp(&c, cfg.link_kind == LinkKind::RawIp as u8) {
+pub fn syn_segment(c: &Cursor, link: LinkKind) -> Result<TcpSegment, MssOutcome> {
+    let seg = match parse::to_tcp(c, link == LinkKind::RawIp) {
         Ok(seg) => seg,
-        Err(NotTcp::Other) => return (Verdict::NotTcp, false),
-        Err(NotTcp::Malformed) => return (Verdict::Malformed, false),
-        Err(NotTcp::Skipped) => return (Verdict::Skipped, false),
+        Err(NotTcp::Other) => return Err(MssOutcome::NotSyn),
+        Err(NotTcp::Malformed) => return Err(MssOutcome::Malformed),
+        Err(NotTcp::Skipped) => return Err(MssOutcome::Skipped),
     };
     if seg.flags & (TCP_SYN | TCP_RST) != TCP_SYN {
-        return (Verdict::NotSyn, false);
+        return Err(MssOutcome::NotSyn);
     }
+    Ok(seg)
+}
+
+/// The second half: lowers the MSS option of the SYN `seg` to `cfg`.
+#[inline(always)]
+pub fn clamp_syn<F: Frame>(frame: &mut F, seg: &TcpSegment, cfg: &MssConfig) -> MssOutcome {
+    if seg.untouchable {
+        return MssOutcome::SkippedSyn;
+    }
+    let c = frame.cursor();
     let limit = match seg.ip {
         IpVersion::V4 => cfg.mss_v4,
         IpVersion::V6 => cfg.mss_v6,
     };
     let mss_off = match tcpopt::find_mss(&c, seg.tcp, seg.tcp_hlen) {
         MssOption::At(off) => off,
-        MssOption::Absent => return (Verdict::NoMssOption, true),
-        MssOption::Malformed => return (Verdict::Malformed, true),
+        MssOption::Absent => return MssOutcome::NoMssOption,
+        MssOption::Malformed => return MssOutcome::MalformedSyn,
     };
     if limit == 0 {
-        return (Verdict::Disabled, true);
+        return MssOutcome::Disabled;
     }
     let Some(old) = c.be16_at(mss_off) else {
-        return (Verdict::Malformed, true);
+        return MssOutcome::MalformedSyn;
     };
     if old <= limit {
-        return (Verdict::AlreadySmall, true);
+        return MssOutcome::AlreadySmall;
     }
     let rw = MssRewrite {
         mss_off,
@@ -127,9 +107,18 @@ pub fn clamp<F: Frame>(frame: &mut F, cfg: &MssConfig) -> (Verdict, bool) {
         odd: (mss_off - seg.tcp) & 1 == 1,
     };
     if frame.rewrite_mss(&rw) {
-        (Verdict::Clamped, true)
+        MssOutcome::Clamped
     } else {
-        (Verdict::Malformed, true)
+        MssOutcome::MalformedSyn
+    }
+}
+
+/// Both halves.
+#[inline(always)]
+pub fn clamp<F: Frame>(frame: &mut F, link: LinkKind, cfg: &MssConfig) -> MssOutcome {
+    match syn_segment(&frame.cursor(), link) {
+        Ok(seg) => clamp_syn(frame, &seg, cfg),
+        Err(outcome) => outcome,
     }
 }
 
@@ -139,10 +128,14 @@ mod tests {
     use crate::testpkt::{self, ACK, SYN, Segment};
     use proptest::prelude::*;
 
-    const CFG: MssConfig = MssConfig::new(1400, 1380, LinkKind::Ethernet);
+    const CFG: MssConfig = MssConfig::new(1400, 1380);
 
-    fn run(frame: &mut [u8]) -> (Verdict, bool) {
-        clamp(&mut DirectFrame(Cursor::from_slice(frame)), &CFG)
+    fn run(frame: &mut [u8]) -> MssOutcome {
+        clamp(
+            &mut DirectFrame(Cursor::from_slice(frame)),
+            LinkKind::Ethernet,
+            &CFG,
+        )
     }
 
     #[test]
@@ -153,7 +146,7 @@ mod tests {
             Segment::syn(&testpkt::mss(1460)).v6(),
         ] {
             let mut f = seg.build();
-            assert_eq!(run(&mut f), (Verdict::Clamped, true));
+            assert_eq!(run(&mut f), MssOutcome::Clamped);
             let want = if seg.v6 { 1380 } else { 1400 };
             assert_eq!(testpkt::mss_of(&f), Some(want));
             assert!(testpkt::tcp_checksum_ok(&f));
@@ -166,15 +159,9 @@ mod tests {
     fn case_table() {
         for case in testpkt::mss_cases(CFG.mss_v4, CFG.mss_v6) {
             let mut f = case.frame.clone();
-            let (verdict, syn) = run(&mut f);
-            assert_eq!(
-                (verdict.counter(), syn),
-                (case.counter, case.syn),
-                "{}",
-                case.name
-            );
+            assert_eq!(run(&mut f), case.outcome, "{}", case.name);
             assert_eq!(f, case.out, "{}: output frame", case.name);
-            if case.counter == Some(MssCounter::Clamped) {
+            if case.outcome == MssOutcome::Clamped {
                 assert!(testpkt::tcp_checksum_ok(&f), "{}", case.name);
             }
         }
@@ -185,9 +172,12 @@ mod tests {
         let mut seg = Segment::syn(&testpkt::mss(1460));
         seg.raw_ip = true;
         let mut f = seg.build();
-        let cfg = MssConfig::new(1400, 1380, LinkKind::RawIp);
-        let v = clamp(&mut DirectFrame(Cursor::from_slice(&mut f)), &cfg);
-        assert_eq!(v, (Verdict::Clamped, true));
+        let v = clamp(
+            &mut DirectFrame(Cursor::from_slice(&mut f)),
+            LinkKind::RawIp,
+            &CFG,
+        );
+        assert_eq!(v, MssOutcome::Clamped);
         assert!(testpkt::tcp_checksum_ok(&f));
     }
 
@@ -213,12 +203,11 @@ mod tests {
             if synack { seg = seg.flags(SYN | ACK); }
             let mut f = seg.build();
             let limit = if v6 { CFG.mss_v6 } else { CFG.mss_v4 };
-            let (verdict, syn) = run(&mut f);
-            prop_assert!(syn);
+            let outcome = run(&mut f);
             prop_assert_eq!(testpkt::mss_of(&f), Some(value.min(limit)));
             prop_assert!(testpkt::tcp_checksum_ok(&f));
-            let want = if value > limit { Verdict::Clamped } else { Verdict::AlreadySmall };
-            prop_assert_eq!(verdict, want);
+            let want = if value > limit { MssOutcome::Clamped } else { MssOutcome::AlreadySmall };
+            prop_assert_eq!(outcome, want);
         }
     }
 }

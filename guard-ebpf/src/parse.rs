@@ -22,6 +22,7 @@ pub const TCP_MIN_HLEN: usize = 20;
 /// `p + 1`) or folds `p + 1 > end` into `p >= end`; the verifier grants no
 /// range from either.
 #[inline(always)]
+#[cfg_attr(not(target_arch = "bpf"), allow(unused_mut))]
 fn opaque(mut x: usize) -> usize {
     #[cfg(target_arch = "bpf")]
     // SAFETY: an empty asm block; it only pins `x` to a register.
@@ -98,11 +99,13 @@ impl Cursor {
 /// Why a frame was not parsed down to a TCP header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotTcp {
-    /// Not IP, or IP carrying something other than TCP: none of our business.
+    /// Not IP, IP carrying something other than TCP, or a later fragment:
+    /// none of our business.
     Other,
     /// Truncated or inconsistent headers.
     Malformed,
-    /// TCP we do not walk to: behind IPv6 extension headers, or a fragment.
+    /// IPv6 extension headers deeper than [`IPV6_EXT_MAX`], or ESP: what
+    /// they carry cannot be told.
     Skipped,
 }
 
@@ -122,6 +125,9 @@ pub struct TcpSegment {
     pub tcp_hlen: usize,
     /// TCP flags byte.
     pub flags: u8,
+    /// Behind IPv6 extension headers, or the first fragment of an IPv4 or
+    /// IPv6 datagram: read, but never rewritten.
+    pub untouchable: bool,
 }
 
 pub const TCP_FIN: u8 = 0x01;
@@ -145,20 +151,59 @@ pub fn ethernet(c: &Cursor) -> Result<(usize, u16), NotTcp> {
     Ok((off, proto))
 }
 
-/// IPv6 next-header values that are extension headers (RFC 8200, 5.2 of
-/// RFC 7045): TCP behind them is passed untouched and counted as skipped.
+/// Extension headers walked before giving up: real traffic carries one or
+/// two (hop-by-hop for MLD, a fragment header); more is counted as skipped.
+pub const IPV6_EXT_MAX: usize = 4;
+const IPV6_HOPOPTS: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_ESP: u8 = 50;
+const IPV6_AH: u8 = 51;
+const IPV6_DSTOPTS: u8 = 60;
+
+/// Walks IPv6 extension headers from `off` (whose type is `next`) to the
+/// upper-layer header: its offset, its type, and whether a fragment header
+/// or any extension header was crossed.
 #[inline(always)]
-fn is_ipv6_ext(nexthdr: u8) -> bool {
-    matches!(
-        nexthdr,
-        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254
-    )
+fn ipv6_upper(c: &Cursor, mut off: usize, mut next: u8) -> Result<(usize, u8, bool), NotTcp> {
+    let mut crossed = false;
+    for _ in 0..IPV6_EXT_MAX {
+        let len = match next {
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
+                let w = c.be16_at(off).ok_or(NotTcp::Malformed)?;
+                ((w & 0xff) as usize + 1) * 8
+            }
+            IPV6_AH => {
+                let w = c.be16_at(off).ok_or(NotTcp::Malformed)?;
+                ((w & 0xff) as usize + 2) * 4
+            }
+            IPV6_FRAGMENT => {
+                // A later fragment carries no upper-layer header.
+                let frag = c.be16_at(off + 2).ok_or(NotTcp::Malformed)?;
+                if frag & 0xfff8 != 0 {
+                    return Err(NotTcp::Other);
+                }
+                8
+            }
+            IPV6_ESP => return Err(NotTcp::Skipped),
+            _ => return Ok((off, next, crossed)),
+        };
+        next = (c.be16_at(off).ok_or(NotTcp::Malformed)? >> 8) as u8;
+        off += len;
+        crossed = true;
+    }
+    match next {
+        IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_AH | IPV6_FRAGMENT | IPV6_ESP => {
+            Err(NotTcp::Skipped)
+        }
+        _ => Ok((off, next, crossed)),
+    }
 }
 
 /// Parses from the IP header at `l3` (of the given EtherType) to TCP.
 #[inline(always)]
 pub fn ip_to_tcp(c: &Cursor, l3: usize, ethertype: u16) -> Result<TcpSegment, NotTcp> {
-    let (ip, tcp, l4_len) = match ethertype {
+    let (ip, tcp, l3_end, untouchable) = match ethertype {
         ETH_P_IP => {
             let b = c.bytes::<IPV4_MIN_HLEN>(l3).ok_or(NotTcp::Malformed)?;
             // SAFETY: bounds checked by `bytes`.
@@ -174,11 +219,13 @@ pub fn ip_to_tcp(c: &Cursor, l3: usize, ethertype: u16) -> Result<TcpSegment, No
             if ihl < IPV4_MIN_HLEN || total < ihl || l3 + total > c.frame_len() {
                 return Err(NotTcp::Malformed);
             }
-            // More-fragments set or a non-zero offset.
-            if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
-                return Err(NotTcp::Skipped);
+            let frag = u16::from_be_bytes([h[6], h[7]]);
+            // A later fragment carries no TCP header.
+            if frag & 0x1fff != 0 {
+                return Err(NotTcp::Other);
             }
-            (IpVersion::V4, l3 + ihl, total - ihl)
+            let more_fragments = frag & 0x2000 != 0;
+            (IpVersion::V4, l3 + ihl, l3 + total, more_fragments)
         }
         ETH_P_IPV6 => {
             let b = c.bytes::<IPV6_HLEN>(l3).ok_or(NotTcp::Malformed)?;
@@ -188,15 +235,19 @@ pub fn ip_to_tcp(c: &Cursor, l3: usize, ethertype: u16) -> Result<TcpSegment, No
                 return Err(NotTcp::Malformed);
             }
             let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
-            match h[6] {
-                IPPROTO_TCP => {}
-                n if is_ipv6_ext(n) => return Err(NotTcp::Skipped),
-                _ => return Err(NotTcp::Other),
-            }
-            if l3 + IPV6_HLEN + payload > c.frame_len() {
+            let end = l3 + IPV6_HLEN + payload;
+            if end > c.frame_len() {
                 return Err(NotTcp::Malformed);
             }
-            (IpVersion::V6, l3 + IPV6_HLEN, payload)
+            let (upper, next, crossed) = if h[6] == IPPROTO_TCP {
+                (l3 + IPV6_HLEN, IPPROTO_TCP, false)
+            } else {
+                ipv6_upper(c, l3 + IPV6_HLEN, h[6])?
+            };
+            if next != IPPROTO_TCP {
+                return Err(NotTcp::Other);
+            }
+            (IpVersion::V6, upper, end, crossed)
         }
         _ => return Err(NotTcp::Other),
     };
@@ -204,7 +255,7 @@ pub fn ip_to_tcp(c: &Cursor, l3: usize, ethertype: u16) -> Result<TcpSegment, No
     // SAFETY: bounds checked by `bytes`.
     let h = unsafe { &*b };
     let tcp_hlen = (h[12] >> 4) as usize * 4;
-    if tcp_hlen < TCP_MIN_HLEN || tcp_hlen > l4_len {
+    if tcp_hlen < TCP_MIN_HLEN || tcp + tcp_hlen > l3_end {
         return Err(NotTcp::Malformed);
     }
     Ok(TcpSegment {
@@ -212,6 +263,7 @@ pub fn ip_to_tcp(c: &Cursor, l3: usize, ethertype: u16) -> Result<TcpSegment, No
         tcp,
         tcp_hlen,
         flags: h[13],
+        untouchable,
     })
 }
 

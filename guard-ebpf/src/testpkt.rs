@@ -2,7 +2,7 @@
 //! field by field, with checksums computed here, independently of the code
 //! under test.
 
-use guard_common::MssCounter;
+use guard_common::MssOutcome;
 
 use crate::csum::{fold, sum_words};
 
@@ -21,8 +21,9 @@ pub struct Segment {
     pub payload: Vec<u8>,
     /// IPv4 flags/fragment offset field.
     pub frag: u16,
-    /// IPv6 next header in front of TCP (an extension header), if any.
-    pub v6_ext: Option<u8>,
+    /// IPv6 extension headers in front of TCP, 8 bytes each (a fragment
+    /// header says "first fragment, more follow").
+    pub v6_ext: Vec<u8>,
 }
 
 pub const SYN: u8 = 0x02;
@@ -40,7 +41,7 @@ impl Segment {
             options: options.to_vec(),
             payload: Vec::new(),
             frag: 0x4000, // DF
-            v6_ext: None,
+            v6_ext: Vec::new(),
         }
     }
 
@@ -61,7 +62,7 @@ impl Segment {
 
     pub fn build(&self) -> Vec<u8> {
         assert!(
-            self.options.len() % 4 == 0,
+            self.options.len().is_multiple_of(4),
             "TCP options must fill whole words"
         );
         let mut tcp = Vec::new();
@@ -93,27 +94,31 @@ impl Segment {
             frame.extend_from_slice(&ethertype.to_be_bytes());
         }
         let l3 = frame.len();
-        let pseudo;
-        if self.v6 {
+        let pseudo = if self.v6 {
             let src = [0xfd, 0x77, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
             let dst = [0xfd, 0x77, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-            let ext_len = if self.v6_ext.is_some() { 8 } else { 0 };
+            let ext_len = 8 * self.v6_ext.len();
             frame.extend_from_slice(&[0x60, 0, 0, 0]);
             frame.extend_from_slice(&((tcp.len() + ext_len) as u16).to_be_bytes());
-            frame.push(self.v6_ext.unwrap_or(6));
+            frame.push(self.v6_ext.first().copied().unwrap_or(6));
             frame.push(64);
             frame.extend_from_slice(&src);
             frame.extend_from_slice(&dst);
-            if self.v6_ext.is_some() {
-                // An 8-byte destination-options header of padding.
-                frame.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+            for (i, kind) in self.v6_ext.iter().enumerate() {
+                let next = self.v6_ext.get(i + 1).copied().unwrap_or(6);
+                if *kind == 44 {
+                    frame.extend_from_slice(&[next, 0, 0, 1, 0, 0, 0x12, 0x34]);
+                } else {
+                    // Hdr Ext Len 0 (8 bytes): PadN filling the rest.
+                    frame.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+                }
             }
             let mut p = Vec::new();
             p.extend_from_slice(&src);
             p.extend_from_slice(&dst);
             p.extend_from_slice(&(tcp.len() as u32).to_be_bytes());
             p.extend_from_slice(&[0, 0, 0, 6]);
-            pseudo = p;
+            p
         } else {
             let src = [10, 77, 1, 2];
             let dst = [10, 77, 2, 2];
@@ -136,8 +141,8 @@ impl Segment {
             p.extend_from_slice(&dst);
             p.extend_from_slice(&[0, 6]);
             p.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
-            pseudo = p;
-        }
+            p
+        };
         let check = !fold(sum_words(&tcp, sum_words(&pseudo, 0)));
         tcp[16..18].copy_from_slice(&check.to_be_bytes());
         frame.extend_from_slice(&tcp);
@@ -168,14 +173,18 @@ fn l3_of(frame: &[u8]) -> (usize, u8) {
     }
 }
 
-/// Offset of the TCP header of a frame built here (no IPv6 extension headers).
+/// Offset of the TCP header of a frame built here.
 pub fn tcp_offset(frame: &[u8]) -> usize {
     let (l3, v) = l3_of(frame);
     if v == 4 {
-        l3 + (frame[l3] & 0x0f) as usize * 4
-    } else {
-        l3 + 40
+        return l3 + (frame[l3] & 0x0f) as usize * 4;
     }
+    let (mut next, mut off) = (frame[l3 + 6], l3 + 40);
+    while next != 6 {
+        next = frame[off];
+        off += 8;
+    }
+    off
 }
 
 /// Whether the TCP checksum of a frame built here verifies, recomputed from
@@ -214,24 +223,22 @@ pub fn mss_of(frame: &[u8]) -> Option<u16> {
     None
 }
 
-/// A row of the clamp's table: a frame, the counter it must bump (besides
-/// `seen`), whether it counts as a SYN, and the frame that must come out.
+/// A row of the clamp's table: a frame, the one outcome it must be counted
+/// as, and the frame that must come out.
 #[derive(Clone, Debug)]
 pub struct Case {
     pub name: String,
     pub frame: Vec<u8>,
-    pub counter: Option<MssCounter>,
-    pub syn: bool,
+    pub outcome: MssOutcome,
     pub out: Vec<u8>,
 }
 
-fn untouched(name: &str, frame: Vec<u8>, counter: Option<MssCounter>, syn: bool) -> Case {
+fn untouched(name: &str, frame: Vec<u8>, outcome: MssOutcome) -> Case {
     Case {
         name: name.to_string(),
         out: frame.clone(),
         frame,
-        counter,
-        syn,
+        outcome,
     }
 }
 
@@ -251,8 +258,7 @@ fn clamped(name: &str, seg: Segment, from: u16, to: u16) -> Case {
     Case {
         name: name.to_string(),
         frame: with(from),
-        counter: Some(MssCounter::Clamped),
-        syn: true,
+        outcome: MssOutcome::Clamped,
         out: with(to),
     }
 }
@@ -260,7 +266,7 @@ fn clamped(name: &str, seg: Segment, from: u16, to: u16) -> Case {
 /// The clamp's cases: every kind of frame the issue names, for clamps
 /// `v4` and `v6` (both below 1460).
 pub fn mss_cases(v4: u16, v6: u16) -> Vec<Case> {
-    use MssCounter::*;
+    use MssOutcome::*;
     let m = mss(1460);
     let odd = [&[1][..], &m[..], &[1, 1, 1][..]].concat();
     let with_ts = [&m[..], &[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0][..]].concat();
@@ -307,146 +313,140 @@ pub fn mss_cases(v4: u16, v6: u16) -> Vec<Case> {
     cases.push(untouched(
         "MSS below the clamp",
         Segment::syn(&mss(v4 - 100)).build(),
-        Some(AlreadySmall),
-        true,
+        AlreadySmall,
     ));
     cases.push(untouched(
         "MSS equal to the clamp",
         Segment::syn(&mss(v4)).build(),
-        Some(AlreadySmall),
-        true,
+        AlreadySmall,
     ));
     cases.push(untouched(
         "v6 MSS below the clamp",
         Segment::syn(&mss(v6 - 1)).v6().build(),
-        Some(AlreadySmall),
-        true,
+        AlreadySmall,
     ));
     cases.push(untouched(
         "SYN without options",
         Segment::syn(&[]).build(),
-        Some(NoMssOption),
-        true,
+        NoMssOption,
     ));
     cases.push(untouched(
         "40 bytes of NOPs",
         Segment::syn(&[1; 40]).build(),
-        Some(NoMssOption),
-        true,
+        NoMssOption,
     ));
     let eol = [&[0, 1, 1, 1][..], &m[..]].concat();
     cases.push(untouched(
         "EOL before the MSS",
         Segment::syn(&eol).build(),
-        Some(NoMssOption),
-        true,
+        NoMssOption,
     ));
     cases.push(untouched(
         "data segment",
         Segment::syn(&m).flags(ACK).payload(&[1; 100]).build(),
-        None,
-        false,
+        NotSyn,
     ));
     cases.push(untouched(
         "SYN+RST",
         Segment::syn(&m).flags(SYN | RST).build(),
-        None,
-        false,
+        NotSyn,
     ));
     cases.push(untouched(
         "option length 0",
         Segment::syn(&[8, 0, 1, 1]).build(),
-        Some(Malformed),
-        true,
+        MalformedSyn,
     ));
     cases.push(untouched(
         "option length 1",
         Segment::syn(&[8, 1, 1, 1]).build(),
-        Some(Malformed),
-        true,
+        MalformedSyn,
     ));
     cases.push(untouched(
         "option past the header",
         Segment::syn(&[1, 1, 8, 10]).build(),
-        Some(Malformed),
-        true,
+        MalformedSyn,
     ));
     cases.push(untouched(
         "kind on the last byte",
         Segment::syn(&[1, 1, 1, 8]).build(),
-        Some(Malformed),
-        true,
+        MalformedSyn,
     ));
     cases.push(untouched(
         "MSS length 3",
         Segment::syn(&[2, 3, 5, 1]).build(),
-        Some(Malformed),
-        true,
+        MalformedSyn,
     ));
 
     let base = Segment::syn(&m);
     let mut ihl4 = base.clone();
     ihl4.ihl = 4;
-    cases.push(untouched(
-        "IPv4 IHL 4",
-        ihl4.build(),
-        Some(Malformed),
-        false,
-    ));
+    cases.push(untouched("IPv4 IHL 4", ihl4.build(), Malformed));
     let full = base.build();
     let tcp = tcp_offset(&full);
     let mut doff4 = full.clone();
     doff4[tcp + 12] = 4 << 4;
-    cases.push(untouched("TCP doff 4", doff4, Some(Malformed), false));
+    cases.push(untouched("TCP doff 4", doff4, Malformed));
     let mut doff15 = full.clone();
     doff15[tcp + 12] = 15 << 4;
-    cases.push(untouched(
-        "TCP doff past the segment",
-        doff15,
-        Some(Malformed),
-        false,
-    ));
+    cases.push(untouched("TCP doff past the segment", doff15, Malformed));
     cases.push(untouched(
         "truncated TCP header",
         full[..tcp + 10].to_vec(),
-        Some(Malformed),
-        false,
+        Malformed,
     ));
     cases.push(untouched(
         "truncated IPv4 header",
         full[..24].to_vec(),
-        Some(Malformed),
-        false,
+        Malformed,
     ));
     let mut frag = base.clone();
     frag.frag = 0x2000;
     cases.push(untouched(
-        "IPv4 first fragment",
+        "IPv4 SYN in a first fragment",
         frag.build(),
-        Some(Skipped),
-        false,
+        SkippedSyn,
     ));
     let mut later = base.clone();
     later.frag = 0x0010;
+    cases.push(untouched("IPv4 later fragment", later.build(), NotSyn));
+    let behind = |exts: &[u8]| {
+        let mut s = base.clone().v6();
+        s.v6_ext = exts.to_vec();
+        s
+    };
     cases.push(untouched(
-        "IPv4 later fragment",
-        later.build(),
-        Some(Skipped),
-        false,
+        "IPv6 SYN behind destination options",
+        behind(&[60]).build(),
+        SkippedSyn,
     ));
-    let mut ext = base.clone().v6();
-    ext.v6_ext = Some(60);
     cases.push(untouched(
-        "IPv6 SYN behind a destination-options header",
-        ext.build(),
-        Some(Skipped),
-        false,
+        "IPv6 SYN behind hop-by-hop and routing",
+        behind(&[0, 43]).build(),
+        SkippedSyn,
     ));
+    cases.push(untouched(
+        "IPv6 SYN in a first fragment",
+        behind(&[44]).build(),
+        SkippedSyn,
+    ));
+    cases.push(untouched(
+        "IPv6 SYN behind 5 extension headers",
+        behind(&[0, 60, 60, 60, 60]).build(),
+        Skipped,
+    ));
+    cases.push(untouched(
+        "IPv6 data segment behind destination options",
+        behind(&[60]).flags(ACK).build(),
+        NotSyn,
+    ));
+    let mut mld = behind(&[0]).build();
+    mld[14 + 40] = 58; // hop-by-hop, then ICMPv6: an MLD report
+    cases.push(untouched("ICMPv6 behind hop-by-hop (MLD)", mld, NotSyn));
     let mut arp = full.clone();
     arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-    cases.push(untouched("not IP (ARP ethertype)", arp, None, false));
+    cases.push(untouched("not IP (ARP ethertype)", arp, NotSyn));
     let mut udp = full.clone();
     udp[14 + 9] = 17;
-    cases.push(untouched("UDP", udp, None, false));
+    cases.push(untouched("UDP", udp, NotSyn));
     cases
 }

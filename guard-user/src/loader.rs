@@ -10,13 +10,13 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::Array,
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, tc},
 };
 use guard_common::{
-    LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, PIN_CONFIG, PIN_COUNTERS, PIN_DIR,
-    PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, RUN_DIR,
+    LINK_KIND_GLOBAL, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, PIN_CONFIG,
+    PIN_COUNTERS, PIN_DIR, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, RUN_DIR,
 };
 
 use crate::{clamp::Clamp, sys};
@@ -105,8 +105,8 @@ impl Guard {
             fs::remove_dir_all(&guard.pin_dir)
                 .with_context(|| format!("removing stale pins {}", guard.pin_dir.display()))?;
         }
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading the eBPF object")?;
-        let cfg = MssConfig::new(clamp.mss_v4, clamp.mss_v6, link_kind);
+        let mut ebpf = load(link_kind)?;
+        let cfg = MssConfig::new(clamp.mss_v4, clamp.mss_v6);
         let mut config: Array<_, MssConfig> = Array::try_from(
             ebpf.map_mut(MSS_CONFIG_MAP)
                 .ok_or_else(|| anyhow!("the eBPF object has no map {MSS_CONFIG_MAP}"))?,
@@ -306,6 +306,15 @@ impl Drop for Guard {
         let _ = fs::remove_file(&self.lock_path);
         drop(self.lock.take());
     }
+}
+
+/// Loads the object for an interface of the given kind (not yet verified:
+/// each program is loaded into the kernel when it is attached).
+pub fn load(link_kind: LinkKind) -> Result<Ebpf> {
+    EbpfLoader::new()
+        .override_global(LINK_KIND_GLOBAL, &(link_kind as u8), true)
+        .load(EBPF_OBJECT)
+        .context("loading the eBPF object")
 }
 
 fn link_kind(iface: &str) -> Result<LinkKind> {

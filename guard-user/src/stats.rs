@@ -5,7 +5,9 @@ use std::{fs, path::Path};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{Array, Map, MapData, PerCpuArray};
-use guard_common::{Hook, MssConfig, MssCounter, PIN_CONFIG, PIN_COUNTERS, PIN_DIR, RUN_DIR};
+use guard_common::{
+    Hook, MssConfig, MssCounter, MssOutcome, PIN_CONFIG, PIN_COUNTERS, PIN_DIR, RUN_DIR,
+};
 
 use crate::sys;
 
@@ -13,12 +15,19 @@ use crate::sys;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HookStats {
     pub hook: Hook,
+    /// What the program counted: one outcome per packet.
+    pub outcomes: [u64; MssOutcome::COUNT],
+    /// The reported counters, derived from the outcomes.
     pub counters: [u64; MssCounter::COUNT],
 }
 
 impl HookStats {
     pub fn get(&self, c: MssCounter) -> u64 {
         self.counters[c as usize]
+    }
+
+    pub fn outcome(&self, o: MssOutcome) -> u64 {
+        self.outcomes[o as usize]
     }
 }
 
@@ -44,14 +53,14 @@ pub fn hook_stats<T: std::borrow::Borrow<MapData>>(
 ) -> Result<Vec<HookStats>> {
     let mut hooks = Vec::new();
     for hook in Hook::ALL {
-        let mut sums = [0u64; MssCounter::COUNT];
-        for c in MssCounter::ALL {
-            let per_cpu = counters.get(&c.index(hook), 0)?;
-            sums[c as usize] = per_cpu.iter().sum();
+        let mut outcomes = [0u64; MssOutcome::COUNT];
+        for o in MssOutcome::ALL {
+            outcomes[o as usize] = counters.get(&o.index(hook), 0)?.iter().sum();
         }
         hooks.push(HookStats {
             hook,
-            counters: sums,
+            outcomes,
+            counters: MssCounter::from_outcomes(&outcomes),
         });
     }
     Ok(hooks)

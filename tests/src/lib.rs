@@ -15,8 +15,8 @@ use aya::{
     maps::{Array, PerCpuArray},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use guard_common::{Hook, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, MssCounter};
-use guard_user::{loader::EBPF_OBJECT, netns::Netns, stats::HookStats};
+use guard_common::{Hook, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, MssCounter};
+use guard_user::{netns::Netns, stats::HookStats};
 
 /// The guard's object loaded (not attached), for BPF_PROG_TEST_RUN.
 pub struct Loaded {
@@ -31,8 +31,8 @@ pub struct Ran {
 }
 
 impl Loaded {
-    pub fn new(cfg: MssConfig) -> Result<Loaded> {
-        let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
+    pub fn new(cfg: MssConfig, link: LinkKind) -> Result<Loaded> {
+        let mut ebpf = guard_user::loader::load(link)?;
         for name in [guard_common::PROG_XDP, guard_common::PROG_BENCH_EMPTY_XDP] {
             let p: &mut Xdp = ebpf.program_mut(name).expect("xdp program").try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;
