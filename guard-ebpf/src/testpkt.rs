@@ -95,8 +95,8 @@ impl Segment {
         }
         let l3 = frame.len();
         let pseudo = if self.v6 {
-            let src = [0xfd, 0x77, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-            let dst = [0xfd, 0x77, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+            let src = [0xfd, 0x77, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]; // fd77:1::2
+            let dst = [0xfd, 0x77, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]; // fd77:2::2
             let ext_len = 8 * self.v6_ext.len();
             frame.extend_from_slice(&[0x60, 0, 0, 0]);
             frame.extend_from_slice(&((tcp.len() + ext_len) as u16).to_be_bytes());
