@@ -336,7 +336,11 @@ fn tcx_supported() -> bool {
 }
 
 fn is_exists(e: &tc::TcError) -> bool {
-    e.to_string().contains("exists")
+    match e {
+        tc::TcError::AlreadyAttached => true,
+        tc::TcError::NetlinkError(n) => n.raw_os_error() == Some(libc::EEXIST),
+        _ => false,
+    }
 }
 
 /// Why a driver may refuse native XDP, in words an operator can act on.

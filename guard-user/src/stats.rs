@@ -169,6 +169,22 @@ pub fn render_table(stats: &[IfaceStats]) -> String {
     s
 }
 
+/// A JSON string literal (interface names may hold any byte but '/', ':'
+/// and white space).
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// One JSON document: `{"interfaces":[{"iface":..,"hooks":{..}}]}`.
 pub fn render_json(stats: &[IfaceStats]) -> String {
     let ifaces: Vec<String> = stats
@@ -185,10 +201,10 @@ pub fn render_json(stats: &[IfaceStats]) -> String {
                     format!("\"{}\":{{{}}}", h.hook.name(), fields.join(","))
                 })
                 .collect();
-            let attached: Vec<String> = i.attached.iter().map(|a| format!("\"{a}\"")).collect();
+            let attached: Vec<String> = i.attached.iter().map(|a| json_str(a)).collect();
             format!(
-                "{{\"iface\":\"{}\",\"attached\":[{}],\"mss_v4\":{},\"mss_v6\":{},\"hooks\":{{{}}}}}",
-                i.iface,
+                "{{\"iface\":{},\"attached\":[{}],\"mss_v4\":{},\"mss_v6\":{},\"hooks\":{{{}}}}}",
+                json_str(&i.iface),
                 attached.join(","),
                 i.mss_v4,
                 i.mss_v6,
@@ -205,5 +221,42 @@ fn hook_matches(attachment: &str, hook: Hook) -> bool {
         Hook::XdpIngress => attachment.starts_with("xdp"),
         Hook::TcIngress => attachment == "tc-ingress",
         Hook::TcEgress => attachment == "tc-egress",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_str("eth0"), "\"eth0\"");
+        assert_eq!(json_str("a\"b\\c\u{1}"), "\"a\\\"b\\\\c\\u0001\"");
+    }
+
+    #[test]
+    fn json_has_every_counter_of_every_hook() {
+        let outcomes = [1u64; MssOutcome::COUNT];
+        let s = IfaceStats {
+            iface: "n0".into(),
+            attached: vec!["tc-ingress".into()],
+            mss_v4: 1400,
+            mss_v6: 1380,
+            hooks: Hook::ALL
+                .iter()
+                .map(|h| HookStats {
+                    hook: *h,
+                    outcomes,
+                    counters: MssCounter::from_outcomes(&outcomes),
+                })
+                .collect(),
+        };
+        let json = render_json(&[s]);
+        assert!(
+            json.starts_with("{\"interfaces\":[{\"iface\":\"n0\""),
+            "{json}"
+        );
+        assert_eq!(json.matches("\"seen\":9").count(), Hook::COUNT, "{json}");
+        assert_eq!(json.matches("\"syn\":6").count(), Hook::COUNT, "{json}");
     }
 }

@@ -12,6 +12,19 @@ const STALL: Duration = Duration::from_secs(2);
 const DONE: Duration = Duration::from_secs(30);
 const MSS_V4: u32 = TUNNEL_MTU - 40;
 const MSS_V6: u32 = TUNNEL_MTU - 60;
+/// Native XDP at ingress of both node links: SYNs from the client, SYN-ACKs from the pod.
+const XDP_ON_BOTH_LINKS: &[&str] = &[
+    "--iface",
+    NODE_CLIENT_IF,
+    "--iface",
+    NODE_TUNNEL_IF,
+    "--attach",
+    "xdp",
+    "--direction",
+    "ingress",
+    "--mtu",
+    "1440",
+];
 
 fn stats_json(lab: &TunnelLab) -> String {
     let out = pktguard_in(&lab.node, &["stats", "--json"])
@@ -109,18 +122,7 @@ fn incident3_tc_both_directions() {
 #[test]
 fn incident3_xdp_ingress_on_both_links() {
     incident3(
-        &[
-            "--iface",
-            NODE_CLIENT_IF,
-            "--iface",
-            NODE_TUNNEL_IF,
-            "--attach",
-            "xdp",
-            "--direction",
-            "ingress",
-            "--mtu",
-            "1440",
-        ],
+        XDP_ON_BOTH_LINKS,
         &[
             (NODE_CLIENT_IF, "xdp-ingress"),
             (NODE_TUNNEL_IF, "xdp-ingress"),
@@ -193,18 +195,7 @@ fn odd_offset_syn_answered_tc() {
 
 #[test]
 fn odd_offset_syn_answered_xdp() {
-    odd_offset_syn_answered(&[
-        "--iface",
-        NODE_CLIENT_IF,
-        "--iface",
-        NODE_TUNNEL_IF,
-        "--attach",
-        "xdp",
-        "--direction",
-        "ingress",
-        "--mtu",
-        "1440",
-    ]);
+    odd_offset_syn_answered(XDP_ON_BOTH_LINKS);
 }
 
 /// trafgen's frames carry only the Ethernet header in the linear area: at
