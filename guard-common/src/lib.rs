@@ -205,6 +205,115 @@ unsafe impl aya::Pod for MssConfig {}
 /// The `u8` global holding the interface's [`LinkKind`], set at load time.
 pub const LINK_KIND_GLOBAL: &str = "LINK_KIND";
 
+/// What the overlay checksum repair did with one packet (one per packet).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CsumOutcome {
+    /// Not UDP to a VXLAN port from a peer range: none of its business.
+    NotVxlan = 0,
+    /// The outer UDP checksum verifies.
+    OuterOk = 1,
+    /// The outer UDP checksum is 0 ("none"): left alone.
+    OuterZero = 2,
+    /// The outer checksum was wrong, the inner one proved the payload
+    /// intact: the outer checksum was rewritten.
+    OuterRepaired = 3,
+    /// Outer and inner checksums both wrong: real corruption, untouched.
+    InnerBad = 4,
+    /// Outer checksum wrong, but nothing inside can prove the payload
+    /// intact (inner not TCP/UDP, inner UDP without checksum, a fragment,
+    /// a GSO aggregate): untouched.
+    NotInScope = 5,
+    /// Headers cut short, or a datagram longer than the repair sums.
+    Truncated = 6,
+}
+
+impl CsumOutcome {
+    pub const COUNT: usize = 7;
+    pub const ALL: [CsumOutcome; Self::COUNT] = [
+        CsumOutcome::NotVxlan,
+        CsumOutcome::OuterOk,
+        CsumOutcome::OuterZero,
+        CsumOutcome::OuterRepaired,
+        CsumOutcome::InnerBad,
+        CsumOutcome::NotInScope,
+        CsumOutcome::Truncated,
+    ];
+
+    /// Index of this outcome's counter in the counter map for `hook`.
+    pub const fn index(self, hook: Hook) -> u32 {
+        hook as u32 * Self::COUNT as u32 + self as u32
+    }
+
+    /// Name of the reported counter (`vxlan_seen` is the sum of all but
+    /// `NotVxlan`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            CsumOutcome::NotVxlan => "not_vxlan",
+            CsumOutcome::OuterOk => "outer_ok",
+            CsumOutcome::OuterZero => "outer_zero",
+            CsumOutcome::OuterRepaired => "outer_repaired",
+            CsumOutcome::InnerBad => "unrepairable_inner_bad",
+            CsumOutcome::NotInScope => "not_in_scope",
+            CsumOutcome::Truncated => "truncated",
+        }
+    }
+}
+
+/// Number of entries of the repair's counter map.
+pub const CSUM_COUNTER_ENTRIES: u32 = (Hook::COUNT * CsumOutcome::COUNT) as u32;
+
+/// How a repaired outer checksum is written.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CsumMode {
+    /// The correct checksum, computed over the datagram.
+    Recompute = 0,
+    /// 0, "no checksum" (IPv4 outer only; IPv6 outers are recomputed).
+    Zero = 1,
+}
+
+/// Most VXLAN ports one guard matches.
+pub const MAX_VXLAN_PORTS: usize = 4;
+
+/// The repair configuration: entry 0 of [`CSUM_CONFIG_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CsumConfig {
+    /// UDP destination ports, host order; 0 = unused slot.
+    pub ports: [u16; MAX_VXLAN_PORTS],
+    /// A [`CsumMode`] value.
+    pub mode: u8,
+    /// 1: any IPv4 (IPv6) peer; 0: only peers in the PEERS_V4 (V6) trie.
+    pub any_peer_v4: u8,
+    pub any_peer_v6: u8,
+    pub _pad: [u8; 5],
+}
+
+const _: () = assert!(core::mem::size_of::<CsumConfig>() == 16);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no implicit padding (size asserted above).
+unsafe impl aya::Pod for CsumConfig {}
+
+/// Features compiled in at load time (the `FEATURES` global): the verifier
+/// removes the code of a feature that is off.
+pub const FEATURE_MSS: u8 = 1;
+pub const FEATURE_CSUM: u8 = 2;
+pub const FEATURES_GLOBAL: &str = "FEATURES";
+
+pub const CSUM_CONFIG_MAP: &str = "CSUM_CONFIG";
+pub const CSUM_COUNTERS_MAP: &str = "CSUM_COUNTERS";
+pub const PEERS_V4_MAP: &str = "PEERS_V4";
+pub const PEERS_V6_MAP: &str = "PEERS_V6";
+pub const PIN_CSUM_COUNTERS: &str = "csum_counters";
+/// The multi-buffer XDP program (Linux 5.18+): the only XDP flavour that
+/// can repair checksums, since it reads frames across fragments.
+pub const PROG_XDP_FRAGS: &str = "guard_xdp_frags";
+/// Test-only: does to outer VXLAN checksums what pre-5.7 NAT did.
+pub const PROG_LAB_DOUBLE_SNAT: &str = "lab_double_snat";
+pub const LAB_SNAT_COUNTERS_MAP: &str = "LAB_SNAT_COUNTERS";
+
 /// Map names, as the eBPF object defines them.
 pub const MSS_CONFIG_MAP: &str = "MSS_CONFIG";
 pub const MSS_COUNTERS_MAP: &str = "MSS_COUNTERS";

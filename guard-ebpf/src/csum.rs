@@ -10,6 +10,14 @@ pub const fn fold(mut sum: u32) -> u16 {
     sum as u16
 }
 
+/// Folds a 64-bit one's-complement accumulator into 16 bits.
+#[inline(always)]
+pub const fn fold64(mut sum: u64) -> u16 {
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    fold(sum as u32)
+}
+
 /// The checksum field after a 16-bit word of the covered data changed from
 /// `old` to `new` (RFC 1624, eqn. 3: `HC' = ~(~HC + ~m + m')`).
 ///

@@ -7,6 +7,7 @@
 pub mod csum;
 pub mod mss;
 pub mod parse;
+pub mod repair;
 pub mod tcpopt;
 #[cfg(any(test, feature = "std"))]
 pub mod testpkt;

@@ -23,7 +23,7 @@ pub const TCP_MIN_HLEN: usize = 20;
 /// range from either.
 #[inline(always)]
 #[cfg_attr(not(target_arch = "bpf"), allow(unused_mut))]
-fn opaque(mut x: usize) -> usize {
+pub fn opaque(mut x: usize) -> usize {
     #[cfg(target_arch = "bpf")]
     // SAFETY: an empty asm block; it only pins `x` to a register.
     unsafe {

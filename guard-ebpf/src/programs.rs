@@ -2,16 +2,21 @@
 //! happened. The packet logic lives in the library.
 
 use aya_ebpf::{
-    Global,
-    bindings::{TC_ACT_UNSPEC, xdp_action::XDP_PASS},
+    EbpfContext as _, Global,
+    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_UNSPEC, xdp_action::XDP_PASS},
+    helpers::generated::{bpf_csum_diff, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::{classifier, map, xdp},
-    maps::{Array, PerCpuArray},
+    maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{TcContext, XdpContext},
 };
-use guard_common::{Hook, LinkKind, MSS_COUNTER_ENTRIES, MssConfig, MssOutcome};
+use guard_common::{
+    CSUM_COUNTER_ENTRIES, CsumConfig, CsumOutcome, FEATURE_CSUM, FEATURE_MSS, Hook, LinkKind,
+    MSS_COUNTER_ENTRIES, MssConfig, MssOutcome,
+};
 use guard_ebpf::{
     mss::{self, DirectFrame, Frame, MssRewrite},
-    parse::Cursor,
+    parse::{Cursor, opaque},
+    repair::{self, Datagram, Peer},
 };
 
 #[map(name = "MSS_CONFIG")]
@@ -25,9 +30,43 @@ static MSS_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MSS_COUNTE
 #[unsafe(no_mangle)]
 static LINK_KIND: Global<u8> = Global::new(LinkKind::Ethernet as u8);
 
-/// Enough linear bytes for the deepest headers the clamp reads: Ethernet,
-/// two VLAN tags, IPv4 with options, TCP with options.
-const MAX_HEADER_BYTES: u32 = 14 + 8 + 60 + 60;
+/// Which features this load runs ([`FEATURE_MSS`], [`FEATURE_CSUM`]), set
+/// by the loader: the verifier drops the code of the others.
+#[unsafe(no_mangle)]
+static FEATURES: Global<u8> = Global::new(FEATURE_MSS);
+
+#[map(name = "CSUM_CONFIG")]
+static CSUM_CONFIG: Array<CsumConfig> = Array::with_max_entries(1, 0);
+
+#[map(name = "CSUM_COUNTERS")]
+static CSUM_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CSUM_COUNTER_ENTRIES, 0);
+
+/// Peer ranges (`--peer-cidr`); LPM tries must not be preallocated.
+const BPF_F_NO_PREALLOC: u32 = 1;
+const MAX_PEER_RANGES: u32 = 256;
+
+#[map(name = "PEERS_V4")]
+static PEERS_V4: LpmTrie<[u8; 4], u8> =
+    LpmTrie::with_max_entries(MAX_PEER_RANGES, BPF_F_NO_PREALLOC);
+
+#[map(name = "PEERS_V6")]
+static PEERS_V6: LpmTrie<[u8; 16], u8> =
+    LpmTrie::with_max_entries(MAX_PEER_RANGES, BPF_F_NO_PREALLOC);
+
+/// Datagrams are summed in chunks loaded into a per-CPU buffer: a
+/// direct-access loop over 9000 bytes would exhaust the verifier.
+const CHUNK: usize = 512;
+/// 32 chunks: 16 KiB, past any underlay MTU; longer datagrams count as truncated.
+const MAX_CHUNKS: usize = 32;
+
+#[map(name = "SCRATCH")]
+static SCRATCH: PerCpuArray<[u8; CHUNK]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Enough linear bytes for the deepest headers read: Ethernet, two VLAN
+/// tags, IPv6 (or IPv4 with options), UDP, VXLAN, inner Ethernet, inner
+/// IPv4 with options, inner UDP header; this also covers the clamp's TCP
+/// with options.
+const MAX_HEADER_BYTES: u32 = 14 + 8 + 60 + 8 + 8 + 14 + 60 + 20;
 
 #[inline(always)]
 fn count(hook: Hook, outcome: MssOutcome) {
@@ -37,16 +76,28 @@ fn count(hook: Hook, outcome: MssOutcome) {
     }
 }
 
-/// Runs the clamp on one frame and counts its one outcome.
 #[inline(always)]
-fn run<F: Frame>(frame: &mut F, hook: Hook) {
-    let link = if LINK_KIND.load() == LinkKind::RawIp as u8 {
+fn count_csum(hook: Hook, outcome: CsumOutcome) {
+    if let Some(c) = CSUM_COUNTERS.get_ptr_mut(outcome.index(hook)) {
+        // SAFETY: a per-CPU slot, written only by this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn link_kind() -> LinkKind {
+    if LINK_KIND.load() == LinkKind::RawIp as u8 {
         LinkKind::RawIp
     } else {
         LinkKind::Ethernet
-    };
+    }
+}
+
+/// Runs the clamp on one frame and counts its one outcome.
+#[inline(always)]
+fn clamp<F: Frame>(frame: &mut F, hook: Hook) {
     // Data segments end here: the configuration is read for SYNs only.
-    let outcome = match mss::syn_segment(&frame.cursor(), link) {
+    let outcome = match mss::syn_segment(&frame.cursor(), link_kind()) {
         Ok(seg) => match MSS_CONFIG.get(0) {
             Some(cfg) => mss::clamp_syn(frame, &seg, cfg),
             None => MssOutcome::Disabled,
@@ -56,12 +107,121 @@ fn run<F: Frame>(frame: &mut F, hook: Hook) {
     count(hook, outcome);
 }
 
+fn peer_in_ranges(peer: Peer<'_>) -> bool {
+    match peer {
+        Peer::V4(a) => PEERS_V4.get(Key::new(32, *a)).is_some(),
+        Peer::V6(a) => PEERS_V6.get(Key::new(128, *a)).is_some(),
+    }
+}
+
+/// Runs the checksum repair on one frame and counts its one outcome.
+#[inline(always)]
+fn repair<D: Datagram>(d: &mut D, hook: Hook) {
+    let outcome = match CSUM_CONFIG.get(0) {
+        Some(cfg) => repair::repair(d, link_kind(), cfg, peer_in_ranges),
+        None => CsumOutcome::NotVxlan,
+    };
+    count_csum(hook, outcome);
+}
+
+/// Sums `len` bytes at `off` in chunks: `load` copies `n` bytes at `at`
+/// into the buffer. The last chunk is padded with zeros to whole words
+/// (`bpf_csum_diff` takes multiples of 4), which leaves the sum unchanged.
+#[inline(always)]
+fn chunked_sum(
+    off: usize,
+    len: usize,
+    mut seed: u32,
+    load: impl Fn(usize, *mut u8, usize) -> bool,
+) -> Option<u32> {
+    if len > CHUNK * MAX_CHUNKS {
+        return None;
+    }
+    let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
+    let mut done = 0usize;
+    for _ in 0..MAX_CHUNKS {
+        if done + CHUNK > len {
+            break;
+        }
+        if !load(off + done, buf, CHUNK) {
+            return None;
+        }
+        // SAFETY: the per-CPU buffer holds CHUNK bytes.
+        seed = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, buf.cast(), CHUNK as u32, seed) }
+            as u32;
+        done += CHUNK;
+    }
+    let tail = (len - done) & (CHUNK - 1);
+    if tail == 0 {
+        return Some(seed);
+    }
+    // Zero the last word first, then load over it: the bytes past the tail
+    // stay zero and add nothing to the sum.
+    // SAFETY: (tail & !3) + 4 <= CHUNK.
+    unsafe { (buf.add(tail & (CHUNK - 4)) as *mut u32).write_unaligned(0) };
+    if !load(off + done, buf, tail) {
+        return None;
+    }
+    let words = opaque((tail + 3) & !3);
+    if words > CHUNK {
+        return None;
+    }
+    // SAFETY: words <= CHUNK bytes of the per-CPU buffer.
+    Some(unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, buf.cast(), words as u32, seed) } as u32)
+}
+
+/// XDP on one buffer: the clamp only (any kernel since 5.4).
 #[xdp]
 pub fn guard_xdp(ctx: XdpContext) -> u32 {
     let len = ctx.data_end() - ctx.data();
     // SAFETY: the packet of this context.
     let c = unsafe { Cursor::new(ctx.data(), ctx.data_end(), len) };
-    run(&mut DirectFrame(c), Hook::XdpIngress);
+    clamp(&mut DirectFrame(c), Hook::XdpIngress);
+    XDP_PASS
+}
+
+/// An XDP frame that may span fragments (Linux 5.18+).
+struct XdpFrags<'a>(&'a XdpContext);
+
+impl Datagram for XdpFrags<'_> {
+    #[inline(always)]
+    fn cursor(&self) -> Cursor {
+        // SAFETY: the packet of this context; the headers are in the first buffer.
+        let len = unsafe { bpf_xdp_get_buff_len(self.0.ctx) } as usize;
+        unsafe { Cursor::new(self.0.data(), self.0.data_end(), len) }
+    }
+
+    #[inline(always)]
+    fn sum(&self, off: usize, len: usize, seed: u32) -> Option<u32> {
+        let ctx = self.0.ctx;
+        chunked_sum(off, len, seed, |at, buf, n| {
+            // SAFETY: n <= CHUNK bytes into the per-CPU buffer.
+            unsafe { bpf_xdp_load_bytes(ctx, at as u32, buf.cast(), n as u32) == 0 }
+        })
+    }
+
+    #[inline(always)]
+    fn store_check(&mut self, off: usize, check_mem: u16) -> bool {
+        let c = self.cursor();
+        // The UDP header is in the first buffer (checked by the parser).
+        c.set_be16(off, u16::from_be_bytes(check_mem.to_ne_bytes()))
+            .is_some()
+    }
+}
+
+/// XDP across fragments (jumbo frames): the clamp and the checksum repair.
+#[xdp(frags)]
+pub fn guard_xdp_frags(ctx: XdpContext) -> u32 {
+    let features = FEATURES.load();
+    if features & FEATURE_CSUM != 0 {
+        repair(&mut XdpFrags(&ctx), Hook::XdpIngress);
+    }
+    if features & FEATURE_MSS != 0 {
+        let len = ctx.data_end() - ctx.data();
+        // SAFETY: the packet of this context (first buffer).
+        let c = unsafe { Cursor::new(ctx.data(), ctx.data_end(), len) };
+        clamp(&mut DirectFrame(c), Hook::XdpIngress);
+    }
     XDP_PASS
 }
 
@@ -94,6 +254,37 @@ impl Frame for TcFrame<'_> {
     }
 }
 
+impl Datagram for TcFrame<'_> {
+    #[inline(always)]
+    fn cursor(&self) -> Cursor {
+        Frame::cursor(self)
+    }
+
+    #[inline(always)]
+    fn sum(&self, off: usize, len: usize, seed: u32) -> Option<u32> {
+        let ctx = self.0;
+        chunked_sum(off, len, seed, |at, buf, n| {
+            // SAFETY: n <= CHUNK bytes into the per-CPU buffer.
+            unsafe {
+                aya_ebpf::helpers::generated::bpf_skb_load_bytes(
+                    ctx.as_ptr(),
+                    at as u32,
+                    buf.cast(),
+                    n as u32,
+                ) == 0
+            }
+        })
+    }
+
+    #[inline(always)]
+    fn store_check(&mut self, off: usize, check_mem: u16) -> bool {
+        // BPF_F_RECOMPUTE_CSUM keeps a CHECKSUM_COMPLETE skb's sum right.
+        self.0
+            .store(off, &check_mem, BPF_F_RECOMPUTE_CSUM as u64)
+            .is_ok()
+    }
+}
+
 #[inline(always)]
 fn tc(ctx: TcContext, hook: Hook) -> i32 {
     // Frames built by packet generators carry only the Ethernet header in
@@ -102,9 +293,15 @@ fn tc(ctx: TcContext, hook: Hook) -> i32 {
     if ((ctx.data_end() - ctx.data()) as u32) < want {
         let _ = ctx.pull_data(want);
     }
-    run(&mut TcFrame(&ctx), hook);
-    // Continue with the next program or the default action: the clamp never
-    // decides a packet's fate.
+    let features = FEATURES.load();
+    if hook == Hook::TcIngress && features & FEATURE_CSUM != 0 {
+        repair(&mut TcFrame(&ctx), hook);
+    }
+    if features & FEATURE_MSS != 0 {
+        clamp(&mut TcFrame(&ctx), hook);
+    }
+    // Continue with the next program or the default action: the guard
+    // never decides a packet's fate.
     TC_ACT_UNSPEC
 }
 
@@ -116,6 +313,47 @@ pub fn guard_tc_ingress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn guard_tc_egress(ctx: TcContext) -> i32 {
     tc(ctx, Hook::TcEgress)
+}
+
+/// Test-only (never attached by `run`): what the pre-5.7 NAT code did to
+/// flannel's VXLAN frames on a second SNAT. An outer UDP checksum of 0
+/// becomes 0xffff and the source port changes, with no fix-up.
+#[map(name = "LAB_SNAT_COUNTERS")]
+static LAB_SNAT_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[classifier]
+pub fn lab_double_snat(ctx: TcContext) -> i32 {
+    let _ = ctx.pull_data(core::cmp::min(ctx.len(), MAX_HEADER_BYTES));
+    // SAFETY: the packet of this context.
+    let c = unsafe { Cursor::new(ctx.data(), ctx.data_end(), ctx.len() as usize) };
+    let Ok((ip, ethertype)) = guard_ebpf::parse::ethernet(&c) else {
+        return TC_ACT_UNSPEC;
+    };
+    let udp = match (ethertype, c.be16_at(ip)) {
+        (guard_ebpf::parse::ETH_P_IP, Some(w))
+            if c.be16_at(ip + 8).map(|w| w & 0xff) == Some(17) =>
+        {
+            ip + ((w >> 8) as usize & 0x0f) * 4
+        }
+        (guard_ebpf::parse::ETH_P_IPV6, Some(_))
+            if c.be16_at(ip + 6).map(|w| w >> 8) == Some(17) =>
+        {
+            ip + 40
+        }
+        _ => return TC_ACT_UNSPEC,
+    };
+    if !matches!(c.be16_at(udp + 2), Some(4789 | 8472)) || c.be16_at(udp + 6) != Some(0) {
+        return TC_ACT_UNSPEC;
+    }
+    let sport = 61000u16.to_be();
+    let check = 0xffffu16;
+    if ctx.store(udp, &sport, 0).is_ok() && ctx.store(udp + 6, &check, 0).is_ok() {
+        if let Some(n) = LAB_SNAT_COUNTERS.get_ptr_mut(0) {
+            // SAFETY: a per-CPU slot, written only by this CPU.
+            unsafe { *n += 1 };
+        }
+    }
+    TC_ACT_UNSPEC
 }
 
 /// Baselines for `cargo xtask bench`: the cost of running any program.

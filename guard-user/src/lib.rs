@@ -5,5 +5,6 @@ pub mod clamp;
 pub mod lab;
 pub mod loader;
 pub mod netns;
+pub mod repair_cfg;
 pub mod stats;
 pub mod sys;

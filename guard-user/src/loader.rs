@@ -11,15 +11,17 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::Array,
+    maps::{Array, LpmTrie, lpm_trie::Key},
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, tc},
 };
 use guard_common::{
-    LINK_KIND_GLOBAL, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, PIN_CONFIG,
-    PIN_COUNTERS, PIN_DIR, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, RUN_DIR,
+    CSUM_CONFIG_MAP, CSUM_COUNTERS_MAP, CsumConfig, FEATURE_CSUM, FEATURE_MSS, FEATURES_GLOBAL,
+    LINK_KIND_GLOBAL, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, PEERS_V4_MAP,
+    PEERS_V6_MAP, PIN_CONFIG, PIN_COUNTERS, PIN_CSUM_COUNTERS, PIN_DIR, PROG_TC_EGRESS,
+    PROG_TC_INGRESS, PROG_XDP, PROG_XDP_FRAGS, RUN_DIR,
 };
 
-use crate::{clamp::Clamp, sys};
+use crate::{clamp::Clamp, repair_cfg::RepairSpec, sys};
 
 /// The eBPF object, built by build.rs and embedded in the binary.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard"));
@@ -75,6 +77,57 @@ pub struct Guard {
     lock_path: PathBuf,
     lock: Option<fs::File>,
     added_clsact: bool,
+    repair: bool,
+}
+
+/// What a guard does on its interface.
+#[derive(Clone, Debug, Default)]
+pub struct Features {
+    pub clamp: Option<Clamp>,
+    pub repair: Option<RepairSpec>,
+}
+
+impl Features {
+    pub fn mask(&self) -> u8 {
+        let mut m = 0;
+        if self.clamp.is_some() {
+            m |= FEATURE_MSS;
+        }
+        if self.repair.is_some() {
+            m |= FEATURE_CSUM;
+        }
+        m
+    }
+}
+
+/// Multi-buffer XDP (and bpf_xdp_load_bytes) arrived in Linux 5.18.
+fn xdp_frags_supported() -> bool {
+    sys::kernel_version().is_ok_and(|v| v >= (5, 18))
+}
+
+fn configure_repair(ebpf: &mut Ebpf, spec: &RepairSpec) -> Result<()> {
+    let mut config: Array<_, CsumConfig> = Array::try_from(
+        ebpf.map_mut(CSUM_CONFIG_MAP)
+            .ok_or_else(|| anyhow!("the eBPF object has no map {CSUM_CONFIG_MAP}"))?,
+    )?;
+    config
+        .set(0, spec.config(), 0)
+        .context("writing the repair configuration")?;
+    for cidr in &spec.peers {
+        match cidr.addr {
+            std::net::IpAddr::V4(a) => {
+                let mut t: LpmTrie<_, [u8; 4], u8> =
+                    LpmTrie::try_from(ebpf.map_mut(PEERS_V4_MAP).expect("PEERS_V4"))?;
+                t.insert(&Key::new(cidr.prefix.into(), a.octets()), 1, 0)?;
+            }
+            std::net::IpAddr::V6(a) => {
+                let mut t: LpmTrie<_, [u8; 16], u8> =
+                    LpmTrie::try_from(ebpf.map_mut(PEERS_V6_MAP).expect("PEERS_V6"))?;
+                t.insert(&Key::new(cidr.prefix.into(), a.octets()), 1, 0)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Guard {
@@ -82,8 +135,11 @@ impl Guard {
         iface: &str,
         mode: AttachMode,
         direction: Direction,
-        clamp: &Clamp,
+        features: &Features,
     ) -> Result<Guard> {
+        if features.clamp.is_none() && features.repair.is_none() {
+            bail!("nothing to do: give a clamp (--mtu ...) and/or --csum-repair");
+        }
         sys::ifindex(iface)?;
         let link_kind = link_kind(iface)?;
         let key = sys::iface_key(iface)?;
@@ -96,6 +152,7 @@ impl Guard {
             lock_path: PathBuf::from(RUN_DIR).join(format!("{key}.lock")),
             lock: None,
             added_clsact: false,
+            repair: false,
         };
         // From here on, an error drops `guard`, which undoes what was done.
         guard.lock()?;
@@ -105,8 +162,10 @@ impl Guard {
             fs::remove_dir_all(&guard.pin_dir)
                 .with_context(|| format!("removing stale pins {}", guard.pin_dir.display()))?;
         }
-        let mut ebpf = load(link_kind)?;
-        let cfg = MssConfig::new(clamp.mss_v4, clamp.mss_v6);
+        let mut ebpf = load(link_kind, features.mask())?;
+        let cfg = features
+            .clamp
+            .map_or(MssConfig::new(0, 0), |c| MssConfig::new(c.mss_v4, c.mss_v6));
         let mut config: Array<_, MssConfig> = Array::try_from(
             ebpf.map_mut(MSS_CONFIG_MAP)
                 .ok_or_else(|| anyhow!("the eBPF object has no map {MSS_CONFIG_MAP}"))?,
@@ -114,21 +173,37 @@ impl Guard {
         config
             .set(0, cfg, 0)
             .context("writing the clamp configuration")?;
+        if let Some(spec) = &features.repair {
+            configure_repair(&mut ebpf, spec)?;
+        }
         fs::create_dir_all(&guard.pin_dir)
             .with_context(|| format!("creating {}", guard.pin_dir.display()))?;
-        for (map, pin) in [
+        let mut pins = vec![
             (MSS_COUNTERS_MAP, PIN_COUNTERS),
             (MSS_CONFIG_MAP, PIN_CONFIG),
-        ] {
+        ];
+        if features.repair.is_some() {
+            pins.push((CSUM_COUNTERS_MAP, PIN_CSUM_COUNTERS));
+        }
+        for (map, pin) in pins {
             ebpf.map(map)
                 .ok_or_else(|| anyhow!("the eBPF object has no map {map}"))?
                 .pin(guard.pin_dir.join(pin))
                 .with_context(|| format!("pinning {map} under {}", guard.pin_dir.display()))?;
         }
         guard.ebpf = Some(ebpf);
+        guard.repair = features.repair.is_some();
         guard.attach(mode, direction)?;
-        guard.write_state(clamp)?;
+        guard.write_state(features)?;
         Ok(guard)
+    }
+
+    /// The repair's outcome counts per hook (empty without --csum-repair).
+    pub fn csum_counters(&self) -> Result<Vec<crate::stats::CsumHookStats>> {
+        let Some(map) = self.ebpf.as_ref().and_then(|e| e.map(CSUM_COUNTERS_MAP)) else {
+            return Ok(Vec::new());
+        };
+        crate::stats::csum_hook_stats(&aya::maps::PerCpuArray::try_from(map)?)
     }
 
     /// The guard's counters, per hook.
@@ -170,17 +245,16 @@ impl Guard {
         Ok(())
     }
 
-    fn write_state(&mut self, clamp: &Clamp) -> Result<()> {
+    fn write_state(&mut self, features: &Features) -> Result<()> {
         let hooks: Vec<_> = self.attached.iter().map(|a| a.name()).collect();
         let f = self.lock.as_mut().expect("locked in start");
-        write!(
-            f,
-            "iface={}\nhooks={}\nmss_v4={}\nmss_v6={}\n",
-            self.iface,
-            hooks.join(","),
-            clamp.mss_v4,
-            clamp.mss_v6
-        )?;
+        writeln!(f, "iface={}\nhooks={}", self.iface, hooks.join(","))?;
+        if let Some(c) = features.clamp {
+            writeln!(f, "mss_v4={}\nmss_v6={}", c.mss_v4, c.mss_v6)?;
+        }
+        if let Some(r) = &features.repair {
+            writeln!(f, "repair={r}")?;
+        }
         Ok(())
     }
 
@@ -224,6 +298,11 @@ impl Guard {
                 .push(format!("{what} device: TC costs less than XDP here"));
             return self.attach_tc(TcAttachType::Ingress);
         }
+        if self.repair && !xdp_frags_supported() {
+            self.notes
+                .push("checksum repair at XDP needs Linux 5.18+: using TC".to_string());
+            return self.attach_tc(TcAttachType::Ingress);
+        }
         match self.attach_xdp(XdpMode::Driver) {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -236,10 +315,19 @@ impl Guard {
 
     fn attach_xdp(&mut self, mode: XdpMode) -> Result<()> {
         let iface = self.iface.clone();
+        // The multi-buffer flavour where the kernel has it: it also takes
+        // jumbo frames, and only it can repair checksums.
+        let name = if xdp_frags_supported() {
+            PROG_XDP_FRAGS
+        } else if self.repair {
+            bail!("checksum repair at XDP needs Linux 5.18+ (multi-buffer XDP): use --attach tc");
+        } else {
+            PROG_XDP
+        };
         let prog: &mut Xdp = self
             .ebpf()
-            .program_mut(PROG_XDP)
-            .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_XDP}"))?
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
             .try_into()?;
         prog.load().context("loading the XDP program (verifier)")?;
         prog.attach(&iface, mode).map_err(|e| {
@@ -310,9 +398,10 @@ impl Drop for Guard {
 
 /// Loads the object for an interface of the given kind (not yet verified:
 /// each program is loaded into the kernel when it is attached).
-pub fn load(link_kind: LinkKind) -> Result<Ebpf> {
+pub fn load(link_kind: LinkKind, features: u8) -> Result<Ebpf> {
     EbpfLoader::new()
         .override_global(LINK_KIND_GLOBAL, &(link_kind as u8), true)
+        .override_global(FEATURES_GLOBAL, &features, true)
         .load(EBPF_OBJECT)
         .context("loading the eBPF object")
 }

@@ -4,10 +4,12 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use guard_common::CsumOutcome;
 use guard_user::{
     clamp::{Clamp, Encap},
     lab::{self, TunnelLab},
-    loader::{AttachMode, Direction, Guard},
+    loader::{AttachMode, Direction, Features, Guard},
+    repair_cfg::{Cidr, RepairMode, RepairSpec},
     stats::{self, IfaceStats},
     sys,
 };
@@ -39,7 +41,7 @@ enum Command {
 }
 
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("clamp").required(true).args(["mtu", "tunnel_dev", "underlay_mtu"])))]
+#[command(group(clap::ArgGroup::new("clamp").args(["mtu", "tunnel_dev", "underlay_mtu"])))]
 struct RunArgs {
     /// Interface to guard (repeat for several). On a node: its uplink and/or pod-facing devices.
     #[arg(long = "iface", required = true, value_name = "IFACE")]
@@ -64,6 +66,21 @@ struct RunArgs {
     /// Encapsulation used with --underlay-mtu.
     #[arg(long, value_enum, requires = "underlay_mtu")]
     encap: Option<Encap>,
+    /// Repair the outer UDP checksum of VXLAN frames mangled by a second SNAT (incident 4),
+    /// on the receiving node's underlay interface, at ingress. Opt-in: a frame is repaired only
+    /// when its inner TCP/UDP checksum proves the payload intact; real corruption is counted
+    /// and left alone.
+    #[arg(long)]
+    csum_repair: bool,
+    /// VXLAN UDP port to repair (repeat; default 8472 and 4789).
+    #[arg(long = "vxlan-port", value_name = "P", requires = "csum_repair")]
+    vxlan_ports: Vec<u16>,
+    /// Only repair frames from these underlay peers (repeat; default any), e.g. 10.0.0.0/16.
+    #[arg(long = "peer-cidr", value_name = "C", requires = "csum_repair")]
+    peer_cidrs: Vec<Cidr>,
+    /// How to repair: recompute the checksum, or (IPv4 outer only) set it to 0, "none".
+    #[arg(long, value_enum, default_value_t = RepairMode::Recompute, requires = "csum_repair")]
+    vxlan_csum: RepairMode,
 }
 
 #[derive(Args)]
@@ -107,6 +124,28 @@ fn main() -> ExitCode {
     }
 }
 
+fn features_of(args: &RunArgs) -> Result<Features> {
+    let repair = if args.csum_repair {
+        Some(RepairSpec::new(
+            &args.vxlan_ports,
+            &args.peer_cidrs,
+            args.vxlan_csum,
+        )?)
+    } else {
+        None
+    };
+    let clamp = if args.mtu.is_some() || args.tunnel_dev.is_some() || args.underlay_mtu.is_some() {
+        Some(clamp_of(args)?)
+    } else if repair.is_none() {
+        bail!(
+            "give a clamp (--mtu, --tunnel-dev, or --underlay-mtu with --encap) and/or --csum-repair"
+        );
+    } else {
+        None
+    };
+    Ok(Features { clamp, repair })
+}
+
 fn clamp_of(args: &RunArgs) -> Result<Clamp> {
     if let Some(mtu) = args.mtu {
         return Clamp::from_mtu(mtu);
@@ -125,7 +164,10 @@ fn clamp_of(args: &RunArgs) -> Result<Clamp> {
 fn run(args: RunArgs) -> Result<()> {
     sys::check_privileges()?;
     sys::check_kernel()?;
-    let clamp = clamp_of(&args)?;
+    let features = features_of(&args)?;
+    if features.repair.is_some() && args.direction == Direction::Egress {
+        bail!("--csum-repair works on received frames: use --direction ingress or both");
+    }
     for iface in &args.ifaces {
         sys::ifindex(iface)?;
     }
@@ -142,11 +184,16 @@ fn run(args: RunArgs) -> Result<()> {
     {
         bail!("XDP sees ingress only: use --attach tc (or auto) for --direction egress");
     }
-    println!("pktguard: {clamp}");
+    if let Some(clamp) = &features.clamp {
+        println!("pktguard: {clamp}");
+    }
+    if let Some(repair) = &features.repair {
+        println!("pktguard: {repair}");
+    }
     let mut guards = Vec::new();
     for iface in &args.ifaces {
         // An error here drops the guards already started: nothing stays attached.
-        let guard = Guard::start(iface, args.attach, args.direction, &clamp)
+        let guard = Guard::start(iface, args.attach, args.direction, &features)
             .with_context(|| format!("guarding {iface}"))?;
         let hooks: Vec<_> = guard.attached.iter().map(|a| a.name()).collect();
         println!("pktguard: {iface}: attached {}", hooks.join(" + "));
@@ -170,6 +217,20 @@ fn run(args: RunArgs) -> Result<()> {
                 .sum();
             println!(
                 "pktguard: {}: {syn} SYNs seen, {clamped} clamped",
+                guard.iface
+            );
+        }
+        if let Ok(hooks) = guard.csum_counters()
+            && !hooks.is_empty()
+        {
+            let seen: u64 = hooks.iter().map(|h| h.vxlan_seen()).sum();
+            let fixed: u64 = hooks
+                .iter()
+                .map(|h| h.get(CsumOutcome::OuterRepaired))
+                .sum();
+            let bad: u64 = hooks.iter().map(|h| h.get(CsumOutcome::InnerBad)).sum();
+            println!(
+                "pktguard: {}: {seen} VXLAN frames, {fixed} outer checksums repaired, {bad} corrupt left alone",
                 guard.iface
             );
         }
@@ -226,12 +287,16 @@ fn lab_mss(bytes: usize, stall: Duration) -> Result<()> {
         ok &= !t.completed();
         before.push(t);
     }
+    let features = Features {
+        clamp: Some(clamp),
+        repair: None,
+    };
     let guard = lab.node.run(|| {
         Guard::start(
             lab::NODE_CLIENT_IF,
             AttachMode::Auto,
             Direction::Both,
-            &clamp,
+            &features,
         )
     })?;
     let hooks: Vec<_> = guard.attached.iter().map(|a| a.name()).collect();
@@ -252,6 +317,7 @@ fn lab_mss(bytes: usize, stall: Duration) -> Result<()> {
         mss_v4: clamp.mss_v4,
         mss_v6: clamp.mss_v6,
         hooks: guard.counters()?,
+        csum: Vec::new(),
     };
     print!("{}", stats::render_table(&[counters]));
     drop(guard);

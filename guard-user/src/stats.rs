@@ -6,7 +6,8 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, Result};
 use aya::maps::{Array, Map, MapData, PerCpuArray};
 use guard_common::{
-    Hook, MssConfig, MssCounter, MssOutcome, PIN_CONFIG, PIN_COUNTERS, PIN_DIR, RUN_DIR,
+    CsumOutcome, Hook, MssConfig, MssCounter, MssOutcome, PIN_CONFIG, PIN_COUNTERS,
+    PIN_CSUM_COUNTERS, PIN_DIR, RUN_DIR,
 };
 
 use crate::sys;
@@ -31,6 +32,38 @@ impl HookStats {
     }
 }
 
+/// The checksum repair's outcome counts of one hook, summed over CPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsumHookStats {
+    pub hook: Hook,
+    pub outcomes: [u64; CsumOutcome::COUNT],
+}
+
+impl CsumHookStats {
+    pub fn get(&self, o: CsumOutcome) -> u64 {
+        self.outcomes[o as usize]
+    }
+
+    /// VXLAN frames from the peer ranges: every outcome but `NotVxlan`.
+    pub fn vxlan_seen(&self) -> u64 {
+        self.outcomes.iter().sum::<u64>() - self.get(CsumOutcome::NotVxlan)
+    }
+}
+
+pub fn csum_hook_stats<T: std::borrow::Borrow<MapData>>(
+    counters: &PerCpuArray<T, u64>,
+) -> Result<Vec<CsumHookStats>> {
+    let mut hooks = Vec::new();
+    for hook in Hook::ALL {
+        let mut outcomes = [0u64; CsumOutcome::COUNT];
+        for o in CsumOutcome::ALL {
+            outcomes[o as usize] = counters.get(&o.index(hook), 0)?.iter().sum();
+        }
+        hooks.push(CsumHookStats { hook, outcomes });
+    }
+    Ok(hooks)
+}
+
 #[derive(Clone, Debug)]
 pub struct IfaceStats {
     pub iface: String,
@@ -39,6 +72,8 @@ pub struct IfaceStats {
     pub mss_v4: u16,
     pub mss_v6: u16,
     pub hooks: Vec<HookStats>,
+    /// Empty unless the guard repairs checksums.
+    pub csum: Vec<CsumHookStats>,
 }
 
 impl IfaceStats {
@@ -72,6 +107,10 @@ pub fn read_dir(dir: &Path, iface: &str, key: &str) -> Result<IfaceStats> {
         .with_context(|| format!("opening {}", dir.join(PIN_COUNTERS).display()))?;
     let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(Map::PerCpuArray(counters))?;
     let hooks = hook_stats(&counters)?;
+    let csum = match MapData::from_pin(dir.join(PIN_CSUM_COUNTERS)) {
+        Ok(m) => csum_hook_stats(&PerCpuArray::try_from(Map::PerCpuArray(m))?)?,
+        Err(_) => Vec::new(),
+    };
     let config = MapData::from_pin(dir.join(PIN_CONFIG))?;
     let config: Array<_, MssConfig> = Array::try_from(Map::Array(config))?;
     let cfg = config.get(&0, 0)?;
@@ -93,6 +132,7 @@ pub fn read_dir(dir: &Path, iface: &str, key: &str) -> Result<IfaceStats> {
         mss_v4: cfg.mss_v4,
         mss_v6: cfg.mss_v6,
         hooks,
+        csum,
     })
 }
 
@@ -154,6 +194,32 @@ pub fn render_table(stats: &[IfaceStats]) -> String {
             }
             s.push('\n');
         }
+        if !i.csum.is_empty() {
+            s.push_str(&format!("{:<16} {:<12} {:>10}", "", "REPAIR", "vxlan_seen"));
+            for o in &CsumOutcome::ALL[1..] {
+                s.push_str(&format!(" {:>22}", o.name()));
+            }
+            s.push('\n');
+            for h in &i.csum {
+                if h.hook == Hook::TcEgress {
+                    continue;
+                }
+                let attached = i.attached.iter().any(|a| hook_matches(a, h.hook));
+                if !attached && h.vxlan_seen() == 0 {
+                    continue;
+                }
+                s.push_str(&format!(
+                    "{:<16} {:<12} {:>10}",
+                    i.iface,
+                    h.hook.name(),
+                    h.vxlan_seen()
+                ));
+                for o in &CsumOutcome::ALL[1..] {
+                    s.push_str(&format!(" {:>22}", h.get(*o)));
+                }
+                s.push('\n');
+            }
+        }
         s.push_str(&format!(
             "{:<16} clamp: IPv4 MSS <= {}, IPv6 MSS <= {}; attached: {}\n",
             i.iface,
@@ -202,13 +268,27 @@ pub fn render_json(stats: &[IfaceStats]) -> String {
                 })
                 .collect();
             let attached: Vec<String> = i.attached.iter().map(|a| json_str(a)).collect();
+            let csum: Vec<String> = i
+                .csum
+                .iter()
+                .map(|h| {
+                    let mut fields = vec![format!("\"vxlan_seen\":{}", h.vxlan_seen())];
+                    fields.extend(
+                        CsumOutcome::ALL[1..]
+                            .iter()
+                            .map(|o| format!("\"{}\":{}", o.name(), h.get(*o))),
+                    );
+                    format!("\"{}\":{{{}}}", h.hook.name(), fields.join(","))
+                })
+                .collect();
             format!(
-                "{{\"iface\":{},\"attached\":[{}],\"mss_v4\":{},\"mss_v6\":{},\"hooks\":{{{}}}}}",
+                "{{\"iface\":{},\"attached\":[{}],\"mss_v4\":{},\"mss_v6\":{},\"hooks\":{{{}}},\"csum\":{{{}}}}}",
                 json_str(&i.iface),
                 attached.join(","),
                 i.mss_v4,
                 i.mss_v6,
-                hooks.join(",")
+                hooks.join(","),
+                csum.join(",")
             )
         })
         .collect();
@@ -250,6 +330,7 @@ mod tests {
                     counters: MssCounter::from_outcomes(&outcomes),
                 })
                 .collect(),
+            csum: Vec::new(),
         };
         let json = render_json(&[s]);
         assert!(

@@ -32,8 +32,13 @@ pub struct Ran {
 
 impl Loaded {
     pub fn new(cfg: MssConfig, link: LinkKind) -> Result<Loaded> {
-        let mut ebpf = guard_user::loader::load(link)?;
-        for name in [guard_common::PROG_XDP, guard_common::PROG_BENCH_EMPTY_XDP] {
+        let features = guard_common::FEATURE_MSS | guard_common::FEATURE_CSUM;
+        let mut ebpf = guard_user::loader::load(link, features)?;
+        for name in [
+            guard_common::PROG_XDP,
+            guard_common::PROG_XDP_FRAGS,
+            guard_common::PROG_BENCH_EMPTY_XDP,
+        ] {
             let p: &mut Xdp = ebpf.program_mut(name).expect("xdp program").try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;
         }
@@ -41,6 +46,7 @@ impl Loaded {
             guard_common::PROG_TC_INGRESS,
             guard_common::PROG_TC_EGRESS,
             guard_common::PROG_BENCH_EMPTY_TC,
+            guard_common::PROG_LAB_DOUBLE_SNAT,
         ] {
             let p: &mut SchedClassifier = ebpf.program_mut(name).expect("tc program").try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;
@@ -91,6 +97,26 @@ impl Loaded {
 
     pub fn counter(&self, hook: Hook, c: MssCounter) -> Result<u64> {
         Ok(self.counters()?[hook as usize].get(c))
+    }
+
+    /// The checksum repair's outcome counts per hook.
+    pub fn csum_counters(&self) -> Result<Vec<guard_user::stats::CsumHookStats>> {
+        let map = self
+            .ebpf
+            .map(guard_common::CSUM_COUNTERS_MAP)
+            .expect("csum counters");
+        guard_user::stats::csum_hook_stats(&PerCpuArray::try_from(map)?)
+    }
+
+    /// Sets the repair configuration.
+    pub fn set_repair(&mut self, cfg: guard_common::CsumConfig) -> Result<()> {
+        let mut config: Array<_, guard_common::CsumConfig> = Array::try_from(
+            self.ebpf
+                .map_mut(guard_common::CSUM_CONFIG_MAP)
+                .expect("csum config"),
+        )?;
+        config.set(0, cfg, 0)?;
+        Ok(())
     }
 }
 

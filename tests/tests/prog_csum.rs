@@ -1,0 +1,122 @@
+//! The checksum repair compiled into the real kernel, under
+//! BPF_PROG_TEST_RUN: one row per case of the repair's table, at XDP
+//! (multi-buffer) and TC ingress, plus jumbo frames across XDP fragments.
+
+use guard_common::{
+    CsumConfig, CsumMode, CsumOutcome, Hook, LinkKind, MssConfig, PROG_TC_INGRESS, PROG_XDP_FRAGS,
+};
+use guard_ebpf::testpkt::{self, Segment, Vxlan, csum_cases};
+use pktguard_tests::Loaded;
+
+const XDP_PASS: u32 = 2;
+const TC_ACT_UNSPEC: u32 = u32::MAX;
+
+fn loaded(mode: CsumMode) -> Loaded {
+    // No clamp: these rows are about the repair alone.
+    let mut l = Loaded::new(MssConfig::new(0, 0), LinkKind::Ethernet).expect("load the object");
+    l.set_repair(CsumConfig {
+        ports: [4789, 8472, 0, 0],
+        mode: mode as u8,
+        any_peer_v4: 1,
+        any_peer_v6: 1,
+        _pad: [0; 5],
+    })
+    .unwrap();
+    l
+}
+
+fn run_row(l: &Loaded, prog: &str, hook: Hook, frame: &[u8]) -> (u32, Vec<u8>, Vec<CsumOutcome>) {
+    let before = l.csum_counters().unwrap()[hook as usize].clone();
+    let ran = l.run(prog, frame, 1).expect("test run");
+    let after = l.csum_counters().unwrap()[hook as usize].clone();
+    let moved = CsumOutcome::ALL
+        .iter()
+        .flat_map(|o| std::iter::repeat_n(*o, (after.get(*o) - before.get(*o)) as usize))
+        .collect();
+    (ran.retval, ran.out, moved)
+}
+
+fn table(prog: &str, hook: Hook, verdict: u32) {
+    let l = loaded(CsumMode::Recompute);
+    let mut failures = Vec::new();
+    let cases = csum_cases();
+    for case in &cases {
+        let (retval, out, moved) = run_row(&l, prog, hook, &case.frame);
+        let mut why = Vec::new();
+        if retval != verdict {
+            why.push(format!("verdict {}", retval as i32));
+        }
+        if out != case.out {
+            why.push("output frame differs".to_string());
+        }
+        if moved != [case.outcome] {
+            why.push(format!("counted {moved:?}, want [{:?}]", case.outcome));
+        }
+        if !why.is_empty() {
+            failures.push(format!("{}: {}", case.name, why.join(", ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{prog}: {} of {} rows failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn xdp_table() {
+    table(PROG_XDP_FRAGS, Hook::XdpIngress, XDP_PASS);
+}
+
+#[test]
+fn tc_table() {
+    table(PROG_TC_INGRESS, Hook::TcIngress, TC_ACT_UNSPEC);
+}
+
+/// `--vxlan-csum zero` writes 0 into a mangled IPv4 outer checksum.
+#[test]
+fn zero_mode() {
+    let l = loaded(CsumMode::Zero);
+    let mut v = Vxlan::new(Segment::syn(&testpkt::mss(1460)).build());
+    v.zero_csum = true;
+    let mut f = v.build();
+    testpkt::double_snat(&mut f);
+    for (prog, hook) in [
+        (PROG_XDP_FRAGS, Hook::XdpIngress),
+        (PROG_TC_INGRESS, Hook::TcIngress),
+    ] {
+        let (_, out, moved) = run_row(&l, prog, hook, &f);
+        assert_eq!(moved, [CsumOutcome::OuterRepaired], "{prog}");
+        let u = testpkt::outer_udp(&out);
+        assert_eq!(out[u + 6..u + 8], [0, 0], "{prog}");
+    }
+}
+
+/// A 9000-byte underlay frame spans XDP fragments: summed across them.
+#[test]
+fn jumbo_frames_across_xdp_fragments() {
+    let l = loaded(CsumMode::Recompute);
+    for v6 in [false, true] {
+        let inner = Segment::syn(&[])
+            .flags(testpkt::ACK)
+            .payload(&vec![0x3c; 8800])
+            .build();
+        let mut v = Vxlan::new(inner);
+        v.v6 = v6;
+        v.zero_csum = true;
+        let mut f = v.build();
+        assert!(f.len() > 8900);
+        testpkt::double_snat(&mut f);
+        let (_, out, moved) = run_row(&l, PROG_XDP_FRAGS, Hook::XdpIngress, &f);
+        assert_eq!(moved, [CsumOutcome::OuterRepaired], "v6={v6}");
+        assert_eq!(out, testpkt::with_outer_fixed(&f), "v6={v6}");
+        let mut bad = f.clone();
+        let at = bad.len() - 7;
+        bad[at] ^= 1;
+        let (_, out, moved) = run_row(&l, PROG_XDP_FRAGS, Hook::XdpIngress, &bad);
+        assert_eq!(moved, [CsumOutcome::InnerBad], "v6={v6}");
+        assert_eq!(out, bad);
+    }
+}
