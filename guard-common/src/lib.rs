@@ -313,6 +313,7 @@ pub const PROG_XDP_FRAGS: &str = "guard_xdp_frags";
 /// Test-only: does to outer VXLAN checksums what pre-5.7 NAT did.
 pub const PROG_LAB_DOUBLE_SNAT: &str = "lab_double_snat";
 pub const LAB_SNAT_COUNTERS_MAP: &str = "LAB_SNAT_COUNTERS";
+pub const LAB_CORRUPT_GLOBAL: &str = "LAB_CORRUPT";
 
 /// Map names, as the eBPF object defines them.
 pub const MSS_CONFIG_MAP: &str = "MSS_CONFIG";

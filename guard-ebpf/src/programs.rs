@@ -321,6 +321,10 @@ pub fn guard_tc_egress(ctx: TcContext) -> i32 {
 #[map(name = "LAB_SNAT_COUNTERS")]
 static LAB_SNAT_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// Lab only: also flip the last byte of the datagram (real corruption).
+#[unsafe(no_mangle)]
+static LAB_CORRUPT: Global<u8> = Global::new(0);
+
 #[classifier]
 pub fn lab_double_snat(ctx: TcContext) -> i32 {
     let _ = ctx.pull_data(core::cmp::min(ctx.len(), MAX_HEADER_BYTES));
@@ -347,6 +351,12 @@ pub fn lab_double_snat(ctx: TcContext) -> i32 {
     }
     let sport = 61000u16.to_be();
     let check = 0xffffu16;
+    if LAB_CORRUPT.load() != 0 {
+        let last = ctx.len() as usize - 1;
+        if let Ok(b) = ctx.load::<u8>(last) {
+            let _ = ctx.store(last, &(b ^ 0x01), 0);
+        }
+    }
     if ctx.store(udp, &sport, 0).is_ok() && ctx.store(udp + 6, &check, 0).is_ok() {
         if let Some(n) = LAB_SNAT_COUNTERS.get_ptr_mut(0) {
             // SAFETY: a per-CPU slot, written only by this CPU.

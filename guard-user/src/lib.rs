@@ -3,6 +3,7 @@
 
 pub mod clamp;
 pub mod lab;
+pub mod lab_csum;
 pub mod loader;
 pub mod netns;
 pub mod repair_cfg;

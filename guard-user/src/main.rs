@@ -8,6 +8,7 @@ use guard_common::CsumOutcome;
 use guard_user::{
     clamp::{Clamp, Encap},
     lab::{self, TunnelLab},
+    lab_csum::{self, VxlanLab},
     loader::{AttachMode, Direction, Features, Guard},
     repair_cfg::{Cidr, RepairMode, RepairSpec},
     stats::{self, IfaceStats},
@@ -104,6 +105,15 @@ enum LabCommand {
         #[arg(long, default_value_t = 3)]
         stall_secs: u64,
     },
+    /// Incident 4: VXLAN outer checksums broken by a second SNAT (kernels before 5.7).
+    Csum {
+        /// Bytes to echo over the overlay.
+        #[arg(long, default_value_t = 1 << 20)]
+        bytes: usize,
+        /// How long to wait without the guard before calling the connect failed.
+        #[arg(long, default_value_t = 3)]
+        stall_secs: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -113,6 +123,9 @@ fn main() -> ExitCode {
         Command::Stats(args) => show_stats(args),
         Command::Lab(LabCommand::Mss { bytes, stall_secs }) => {
             lab_mss(bytes, Duration::from_secs(stall_secs))
+        }
+        Command::Lab(LabCommand::Csum { bytes, stall_secs }) => {
+            lab_csum(bytes, Duration::from_secs(stall_secs))
         }
     };
     match result {
@@ -329,6 +342,69 @@ fn lab_mss(bytes: usize, stall: Duration) -> Result<()> {
         Ok(())
     } else {
         bail!("verdict: UNEXPECTED: see the transfers above")
+    }
+}
+
+fn lab_csum(bytes: usize, stall: Duration) -> Result<()> {
+    sys::check_privileges()?;
+    println!(
+        "lab csum: node A -> VXLAN (outer UDP checksum 0, as flannel sends it) -> node B; on A's \
+         underlay a second SNAT as kernels before 5.7 did it (0 -> 0xffff, new source port)"
+    );
+    let mut ok = true;
+    for v6 in [false, true] {
+        let lab = VxlanLab::new(v6, 1500, false).context("building the lab namespaces")?;
+        let underlay = family(v6);
+        let errors = lab.csum_errors()?;
+        let before = lab.echo(bytes, stall)?;
+        let errors = lab.csum_errors()? - errors;
+        match &before {
+            Ok(t) => println!(
+                "  {underlay} underlay, without the guard: echo completed in {t:.2?} (UNEXPECTED)"
+            ),
+            Err(why) => println!(
+                "  {underlay} underlay, without the guard: {why}; B counted {errors} UDP checksum errors"
+            ),
+        }
+        ok &= before.is_err() && errors > 0;
+        let features = Features {
+            clamp: None,
+            repair: Some(RepairSpec::new(&[], &[], RepairMode::Recompute)?),
+        };
+        let guard = lab.b.run(|| {
+            Guard::start(
+                lab_csum::RECEIVER_IF,
+                AttachMode::Auto,
+                Direction::Ingress,
+                &features,
+            )
+        })?;
+        let mangled = lab.mangled()?;
+        let after = lab.echo(bytes, Duration::from_secs(30))?;
+        let mangled = lab.mangled()? - mangled;
+        let hooks = guard.csum_counters()?;
+        let repaired: u64 = hooks
+            .iter()
+            .map(|h| h.get(CsumOutcome::OuterRepaired))
+            .sum();
+        let attached: Vec<_> = guard.attached.iter().map(|a| a.name()).collect();
+        match &after {
+            Ok(t) => println!(
+                "  {underlay} underlay, with the guard on B ({}): {bytes}-byte echo completed in {t:.2?}; \
+                 frames mangled {mangled}, outer checksums repaired {repaired}",
+                attached.join(" + ")
+            ),
+            Err(why) => println!("  {underlay} underlay, with the guard: {why} (UNEXPECTED)"),
+        }
+        ok &= after.is_ok() && repaired >= mangled && mangled > 0;
+    }
+    if ok {
+        println!(
+            "verdict: OK: without the guard every frame is dropped; with it the echo completes and every mangled frame was repaired"
+        );
+        Ok(())
+    } else {
+        bail!("verdict: UNEXPECTED: see above")
     }
 }
 

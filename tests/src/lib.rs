@@ -366,3 +366,35 @@ impl RawTcp {
         Ok(None)
     }
 }
+
+/// A counter from `pktguard stats --json`: `section` is "hooks" (the clamp)
+/// or "csum" (the repair).
+pub fn stats_counter(json: &str, iface: &str, section: &str, hook: &str, name: &str) -> u64 {
+    let find = |s: &str, what: &str| -> usize {
+        s.find(what)
+            .unwrap_or_else(|| panic!("{what} not in stats: {json}"))
+    };
+    let rest = &json[find(json, &format!("\"iface\":\"{iface}\""))..];
+    let rest = &rest[find(rest, &format!("\"{section}\":{{"))..];
+    let rest = &rest[find(rest, &format!("\"{hook}\":{{"))..];
+    let at = find(rest, &format!("\"{name}\":")) + name.len() + 3;
+    rest[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .expect("a number")
+}
+
+/// `pktguard stats --json` run in `ns`.
+pub fn stats_json(ns: &Netns) -> String {
+    let out = pktguard_in(ns, &["stats", "--json"])
+        .output()
+        .expect("pktguard stats");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use guard_user::lab::{NODE_CLIENT_IF, NODE_TUNNEL_IF, TUNNEL_MTU, TunnelLab};
-use pktguard_tests::{Running, pktguard_in};
+use pktguard_tests::Running;
 
 const BYTES: usize = 4 << 20;
 const STALL: Duration = Duration::from_secs(2);
@@ -27,36 +27,11 @@ const XDP_ON_BOTH_LINKS: &[&str] = &[
 ];
 
 fn stats_json(lab: &TunnelLab) -> String {
-    let out = pktguard_in(&lab.node, &["stats", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    pktguard_tests::stats_json(&lab.node)
 }
 
-/// The number after `"name":` in the JSON of `hook` of `iface`.
 fn counter(json: &str, iface: &str, hook: &str, name: &str) -> u64 {
-    let at = json
-        .find(&format!("\"iface\":\"{iface}\""))
-        .expect("iface in stats");
-    let rest = &json[at..];
-    let at = rest.find(&format!("\"{hook}\":{{")).expect("hook in stats");
-    let rest = &rest[at..];
-    let at = rest
-        .find(&format!("\"{name}\":"))
-        .expect("counter in stats")
-        + name.len()
-        + 3;
-    rest[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
+    pktguard_tests::stats_counter(json, iface, "hooks", hook, name)
 }
 
 fn incident3(run_args: &[&str], clamp_hooks: &[(&str, &str)]) {

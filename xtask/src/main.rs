@@ -33,7 +33,8 @@ enum Cmd {
         /// Only run tests whose name contains this string.
         filter: Option<String>,
     },
-    /// Set up, build, and rebuild incident 3 in namespaces: `pktguard lab mss`.
+    /// Set up, build, and rebuild incidents 3 and 4 in namespaces: `pktguard lab mss`
+    /// and `pktguard lab csum`.
     Lab,
     /// Set up, build, and measure ns per packet with BPF_PROG_TEST_RUN.
     Bench {
@@ -80,7 +81,8 @@ fn main() -> Result<()> {
         Cmd::Lab => {
             setup()?;
             build()?;
-            privileged(Command::new("target/release/pktguard").args(["lab", "mss"]))
+            privileged(Command::new("target/release/pktguard").args(["lab", "mss"]))?;
+            privileged(Command::new("target/release/pktguard").args(["lab", "csum"]))
         }
         Cmd::Bench { which } => {
             setup()?;

@@ -1,0 +1,104 @@
+//! Incident 4 end to end: VXLAN between two namespaces, outer checksums
+//! broken by a (simulated) second SNAT of a pre-5.7 kernel. Without the guard
+//! the overlay connect fails and the receiver counts UDP checksum errors;
+//! with `pktguard run --csum-repair` on the receiver's underlay the echo
+//! completes and every mangled frame was repaired. Real corruption is left
+//! alone and counted.
+
+use std::time::Duration;
+
+use guard_user::lab_csum::{RECEIVER_IF, VxlanLab};
+use pktguard_tests::{Running, stats_counter, stats_json};
+
+const ECHO: usize = 1 << 20;
+const FAIL_WAIT: Duration = Duration::from_secs(2);
+const DONE_WAIT: Duration = Duration::from_secs(30);
+
+fn incident4(v6: bool, mtu: u32, attach: &str, corrupt: bool) {
+    let what = format!("v6={v6} mtu={mtu} attach={attach} corrupt={corrupt}");
+    let lab = VxlanLab::new(v6, mtu, corrupt).expect("lab namespaces");
+    let errors = lab.csum_errors().unwrap();
+    let before = lab.echo(ECHO, FAIL_WAIT).unwrap();
+    assert!(before.is_err(), "{what}: the echo worked without the guard");
+    assert!(
+        lab.csum_errors().unwrap() > errors,
+        "{what}: no UDP checksum error counted"
+    );
+
+    let guard = Running::start(
+        &lab.b,
+        &[
+            "--iface",
+            RECEIVER_IF,
+            "--csum-repair",
+            "--attach",
+            attach,
+            "--direction",
+            "ingress",
+        ],
+    )
+    .expect("pktguard run");
+    let mangled = lab.mangled().unwrap();
+    let after = lab
+        .echo(ECHO, if corrupt { FAIL_WAIT } else { DONE_WAIT })
+        .unwrap();
+    let mangled = lab.mangled().unwrap() - mangled;
+    let json = stats_json(&lab.b);
+    let hook = if attach == "tc" {
+        "tc-ingress"
+    } else {
+        "xdp-ingress"
+    };
+    let count = |name| stats_counter(&json, RECEIVER_IF, "csum", hook, name);
+    assert!(mangled > 0, "{what}: nothing was mangled");
+    if corrupt {
+        assert!(after.is_err(), "{what}: a corrupt frame got through");
+        assert_eq!(count("unrepairable_inner_bad"), mangled, "{what}: {json}");
+        assert_eq!(count("outer_repaired"), 0, "{what}: {json}");
+    } else {
+        assert!(after.is_ok(), "{what}: with the guard: {after:?}");
+        assert_eq!(count("outer_repaired"), mangled, "{what}: {json}");
+    }
+    let (status, out) = guard.stop(libc::SIGTERM).unwrap();
+    assert!(status.success(), "{what}: {out:?}");
+}
+
+#[test]
+fn ipv4_underlay_tc() {
+    incident4(false, 1500, "tc", false);
+}
+
+#[test]
+fn ipv4_underlay_xdp() {
+    incident4(false, 1500, "xdp", false);
+}
+
+#[test]
+fn ipv6_underlay_tc() {
+    incident4(true, 1500, "tc", false);
+}
+
+#[test]
+fn ipv6_underlay_xdp() {
+    incident4(true, 1500, "xdp", false);
+}
+
+#[test]
+fn jumbo_underlay_tc() {
+    incident4(false, 9000, "tc", false);
+}
+
+#[test]
+fn jumbo_underlay_xdp() {
+    incident4(false, 9000, "xdp", false);
+}
+
+#[test]
+fn real_corruption_is_left_alone_tc() {
+    incident4(false, 1500, "tc", true);
+}
+
+#[test]
+fn real_corruption_is_left_alone_xdp() {
+    incident4(false, 1500, "xdp", true);
+}
