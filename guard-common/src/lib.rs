@@ -209,7 +209,8 @@ pub const LINK_KIND_GLOBAL: &str = "LINK_KIND";
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CsumOutcome {
-    /// Not UDP to a VXLAN port from a peer range: none of its business.
+    /// Not UDP to a VXLAN port from a peer range: none of its business,
+    /// and not counted (the programs skip the increment).
     NotVxlan = 0,
     /// The outer UDP checksum verifies.
     OuterOk = 1,
@@ -301,6 +302,8 @@ unsafe impl aya::Pod for CsumConfig {}
 pub const FEATURE_MSS: u8 = 1;
 pub const FEATURE_CSUM: u8 = 2;
 pub const FEATURES_GLOBAL: &str = "FEATURES";
+/// The `u8` global telling the programs that `__sk_buff.gso_size` exists.
+pub const HAS_GSO_SIZE_GLOBAL: &str = "HAS_GSO_SIZE";
 
 pub const CSUM_CONFIG_MAP: &str = "CSUM_CONFIG";
 pub const CSUM_COUNTERS_MAP: &str = "CSUM_COUNTERS";
@@ -326,6 +329,9 @@ pub const PROG_TC_EGRESS: &str = "guard_tc_egress";
 /// Programs that return at once: the baseline of `cargo xtask bench`.
 pub const PROG_BENCH_EMPTY_XDP: &str = "bench_empty_xdp";
 pub const PROG_BENCH_EMPTY_TC: &str = "bench_empty_tc";
+pub const PROG_BENCH_EMPTY_XDP_FRAGS: &str = "bench_empty_xdp_frags";
+pub const PROG_BENCH_CSUM_PASS_XDP: &str = "bench_csum_pass_xdp";
+pub const PROG_BENCH_CSUM_PASS_TC: &str = "bench_csum_pass_tc";
 
 /// Where bpffs is mounted, and pktguard's directory in it.
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf";

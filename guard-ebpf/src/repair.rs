@@ -28,6 +28,12 @@ pub trait Datagram {
     /// One's-complement sum (memory order, unfolded) of `len` bytes at `off`
     /// added to `seed`; None when they cannot be read.
     fn sum(&self, off: usize, len: usize, seed: u32) -> Option<u32>;
+    /// Length of the whole frame, fragments included.
+    fn frame_len(&self) -> usize;
+    /// A GRO/GSO aggregate, whose checksums are in CHECKSUM_PARTIAL form.
+    fn aggregate(&self) -> bool {
+        false
+    }
     /// Writes the outer UDP checksum field at `off` (memory order) keeping
     /// the context's checksum state consistent.
     fn store_check(&mut self, off: usize, check_mem: u16) -> bool;
@@ -224,32 +230,15 @@ fn inner_segment(c: &Cursor, inner: usize, end: usize) -> Result<Inner, CsumOutc
     }
 }
 
-/// Headers before the inner segment: UDP 8, VXLAN 8, Ethernet 14, IPv4
-/// with options 60.
-const MAX_PREFIX: usize = 90;
-
-/// Sum of the `len` (even, <= MAX_PREFIX) header bytes at `off`, read directly.
-#[inline(always)]
-fn prefix_sum(c: &Cursor, off: usize, len: usize) -> Option<u32> {
-    let mut s = 0u32;
-    let mut i = 0;
-    for _ in 0..MAX_PREFIX / 2 {
-        if i >= len {
-            break;
-        }
-        s += c.be16_at(off + i)?.to_be() as u32;
-        i += 2;
-    }
-    Some(s)
-}
-
 /// Verifies, and where it is safe repairs, the outer UDP checksum of a
-/// VXLAN frame. `peer_ok` tells whether an outer source is in the peer ranges.
+/// VXLAN frame. `config` is asked for UDP only (other traffic never pays
+/// for the lookup); `peer_ok` tells whether an outer source is in the peer
+/// ranges.
 #[inline(always)]
-pub fn repair<D: Datagram>(
+pub fn repair<'a, D: Datagram>(
     d: &mut D,
     link: LinkKind,
-    cfg: &CsumConfig,
+    config: impl FnOnce() -> Option<&'a CsumConfig>,
     peer_ok: impl FnOnce(Peer<'_>) -> bool,
 ) -> CsumOutcome {
     use CsumOutcome::*;
@@ -260,6 +249,9 @@ pub fn repair<D: Datagram>(
     };
     // SAFETY: bounds checked by `bytes`.
     let Some(udp) = c.bytes::<UDP_HLEN>(o.udp).map(|p| unsafe { *p }) else {
+        return NotVxlan;
+    };
+    let Some(cfg) = config() else {
         return NotVxlan;
     };
     if !port_matches(cfg, u16::from_be_bytes([udp[2], udp[3]])) {
@@ -290,43 +282,42 @@ pub fn repair<D: Datagram>(
     }
     let udp_len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
     let end = o.udp + udp_len;
-    if udp_len < UDP_HLEN + VXLAN_HLEN + ETH_HLEN || end > c.frame_len() {
+    if udp_len < UDP_HLEN + VXLAN_HLEN + ETH_HLEN || end > d.frame_len() {
         return Truncated;
     }
-    // One chunked pass serves both checksums: the inner segment is the
-    // tail of the datagram, and the headers before it are summed directly.
-    // Both parts start at even offsets from the UDP header.
-    let inner = inner_segment(&c, o.udp + UDP_HLEN + VXLAN_HLEN, end);
-    let split = match &inner {
-        Ok(i) => i.l4,
-        Err(_) => o.udp + UDP_HLEN,
-    };
-    let (Some(prefix), Some(body), Some(pseudo)) = (
-        prefix_sum(&c, o.udp, split - o.udp),
-        d.sum(split, end - split, 0),
+    let (Some(body), Some(pseudo)) = (
+        d.sum(o.udp, udp_len, 0),
         pseudo_sum(&c, o.ip, o.v6, IPPROTO_UDP, udp_len),
     ) else {
         return Truncated;
     };
-    let sum = prefix as u64 + body as u64 + pseudo as u64;
+    let sum = body as u64 + pseudo as u64;
     if fold64(sum) == 0xffff {
         return OuterOk;
     }
-    // Wrong. Only a VXLAN frame whose inner checksum verifies is repaired.
+    // Wrong. Only a VXLAN frame whose inner checksum verifies is repaired:
+    // a second pass, over the inner segment, on this rare path only. An
+    // aggregate's checksums are not final: nothing to judge.
+    if d.aggregate() {
+        return NotInScope;
+    }
     match c.bytes::<VXLAN_HLEN>(o.udp + UDP_HLEN) {
         // SAFETY: bounds checked by `bytes`.
         Some(v) if unsafe { (*v)[0] } & VXLAN_FLAG_I != 0 => {}
         Some(_) => return NotInScope,
         None => return Truncated,
     }
-    let inner = match inner {
+    let inner = match inner_segment(&c, o.udp + UDP_HLEN + VXLAN_HLEN, end) {
         Ok(i) => i,
         Err(outcome) => return outcome,
     };
-    let Some(inner_pseudo) = pseudo_sum(&c, inner.ip, inner.v6, inner.proto, inner.l4_len) else {
+    let (Some(inner_body), Some(inner_pseudo)) = (
+        d.sum(inner.l4, inner.l4_len, 0),
+        pseudo_sum(&c, inner.ip, inner.v6, inner.proto, inner.l4_len),
+    ) else {
         return Truncated;
     };
-    if fold64(body as u64 + inner_pseudo as u64) != 0xffff {
+    if fold64(inner_body as u64 + inner_pseudo as u64) != 0xffff {
         return InnerBad;
     }
     let new = if cfg.mode == CsumMode::Zero as u8 && !o.v6 {
@@ -381,6 +372,10 @@ impl Datagram for SliceDatagram {
         Some(seed)
     }
 
+    fn frame_len(&self) -> usize {
+        self.0.frame_len()
+    }
+
     fn store_check(&mut self, off: usize, check_mem: u16) -> bool {
         let [a, b] = check_mem.to_ne_bytes();
         // SAFETY: the UDP header was bounds checked by `repair`.
@@ -406,9 +401,12 @@ mod tests {
     };
 
     fn run(f: &mut [u8], cfg: &CsumConfig) -> CsumOutcome {
-        repair(&mut SliceDatagram::new(f), LinkKind::Ethernet, cfg, |_| {
-            false
-        })
+        repair(
+            &mut SliceDatagram::new(f),
+            LinkKind::Ethernet,
+            || Some(cfg),
+            |_| false,
+        )
     }
 
     #[test]
@@ -460,7 +458,7 @@ mod tests {
         let out = repair(
             &mut SliceDatagram::new(&mut f),
             LinkKind::Ethernet,
-            &cfg,
+            || Some(&cfg),
             |p| matches!(p, Peer::V4(a) if a[..3] == [10, 0, 0]),
         );
         assert_eq!(out, CsumOutcome::NotVxlan);
@@ -468,7 +466,7 @@ mod tests {
         let out = repair(
             &mut SliceDatagram::new(&mut f),
             LinkKind::Ethernet,
-            &cfg,
+            || Some(&cfg),
             |p| matches!(p, Peer::V4(a) if a[..3] == [192, 168, 99]),
         );
         assert_eq!(out, CsumOutcome::OuterRepaired);

@@ -17,8 +17,8 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
 };
 use guard_common::{
-    FEATURES_GLOBAL, LAB_CORRUPT_GLOBAL, LAB_SNAT_COUNTERS_MAP, LINK_KIND_GLOBAL, LinkKind,
-    PROG_LAB_DOUBLE_SNAT,
+    FEATURES_GLOBAL, HAS_GSO_SIZE_GLOBAL, LAB_CORRUPT_GLOBAL, LAB_SNAT_COUNTERS_MAP,
+    LINK_KIND_GLOBAL, LinkKind, PROG_LAB_DOUBLE_SNAT,
 };
 
 use crate::{
@@ -122,6 +122,7 @@ impl VxlanLab {
         let mut snat = EbpfLoader::new()
             .override_global(LINK_KIND_GLOBAL, &(LinkKind::Ethernet as u8), true)
             .override_global(FEATURES_GLOBAL, &0u8, true)
+            .override_global(HAS_GSO_SIZE_GLOBAL, &0u8, true)
             .override_global(LAB_CORRUPT_GLOBAL, &(corrupt as u8), true)
             .load(EBPF_OBJECT)?;
         let prog: &mut SchedClassifier = snat

@@ -16,9 +16,9 @@ use aya::{
 };
 use guard_common::{
     CSUM_CONFIG_MAP, CSUM_COUNTERS_MAP, CsumConfig, FEATURE_CSUM, FEATURE_MSS, FEATURES_GLOBAL,
-    LINK_KIND_GLOBAL, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, PEERS_V4_MAP,
-    PEERS_V6_MAP, PIN_CONFIG, PIN_COUNTERS, PIN_CSUM_COUNTERS, PIN_DIR, PROG_TC_EGRESS,
-    PROG_TC_INGRESS, PROG_XDP, PROG_XDP_FRAGS, RUN_DIR,
+    HAS_GSO_SIZE_GLOBAL, LINK_KIND_GLOBAL, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig,
+    PEERS_V4_MAP, PEERS_V6_MAP, PIN_CONFIG, PIN_COUNTERS, PIN_CSUM_COUNTERS, PIN_DIR,
+    PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, PROG_XDP_FRAGS, RUN_DIR,
 };
 
 use crate::{clamp::Clamp, repair_cfg::RepairSpec, sys};
@@ -98,6 +98,11 @@ impl Features {
         }
         m
     }
+}
+
+/// `__sk_buff.gso_size` arrived in Linux 5.7.
+fn gso_size_supported() -> bool {
+    sys::kernel_version().is_ok_and(|v| v >= (5, 7))
 }
 
 /// Multi-buffer XDP (and bpf_xdp_load_bytes) arrived in Linux 5.18.
@@ -402,6 +407,7 @@ pub fn load(link_kind: LinkKind, features: u8) -> Result<Ebpf> {
     EbpfLoader::new()
         .override_global(LINK_KIND_GLOBAL, &(link_kind as u8), true)
         .override_global(FEATURES_GLOBAL, &features, true)
+        .override_global(HAS_GSO_SIZE_GLOBAL, &(gso_size_supported() as u8), true)
         .load(EBPF_OBJECT)
         .context("loading the eBPF object")
 }

@@ -32,12 +32,22 @@ pub struct Ran {
 
 impl Loaded {
     pub fn new(cfg: MssConfig, link: LinkKind) -> Result<Loaded> {
-        let features = guard_common::FEATURE_MSS | guard_common::FEATURE_CSUM;
+        Self::with_features(
+            cfg,
+            link,
+            guard_common::FEATURE_MSS | guard_common::FEATURE_CSUM,
+        )
+    }
+
+    /// Loads with only `features` (FEATURE_* bits) compiled in.
+    pub fn with_features(cfg: MssConfig, link: LinkKind, features: u8) -> Result<Loaded> {
         let mut ebpf = guard_user::loader::load(link, features)?;
         for name in [
             guard_common::PROG_XDP,
             guard_common::PROG_XDP_FRAGS,
             guard_common::PROG_BENCH_EMPTY_XDP,
+            guard_common::PROG_BENCH_EMPTY_XDP_FRAGS,
+            guard_common::PROG_BENCH_CSUM_PASS_XDP,
         ] {
             let p: &mut Xdp = ebpf.program_mut(name).expect("xdp program").try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;
@@ -47,6 +57,7 @@ impl Loaded {
             guard_common::PROG_TC_EGRESS,
             guard_common::PROG_BENCH_EMPTY_TC,
             guard_common::PROG_LAB_DOUBLE_SNAT,
+            guard_common::PROG_BENCH_CSUM_PASS_TC,
         ] {
             let p: &mut SchedClassifier = ebpf.program_mut(name).expect("tc program").try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;
@@ -82,6 +93,43 @@ impl Loaded {
             aya::programs::Program::SchedClassifier(p) => p.test_run(opts)?,
             _ => bail!("{name} cannot be test-run here"),
         };
+        out.truncate(res.data_size_out as usize);
+        Ok(Ran {
+            retval: res.return_value,
+            out,
+            duration: res.duration,
+        })
+    }
+
+    /// Runs TC program `name` on `frame` as a GSO aggregate (gso_size set).
+    pub fn run_aggregate(&self, name: &str, frame: &[u8], gso_size: u32) -> Result<Ran> {
+        use aya_ebpf_bindings::bindings::__sk_buff;
+        // SAFETY: plain old data; all-zero is a valid __sk_buff.
+        let mut skb: __sk_buff = unsafe { std::mem::zeroed() };
+        skb.gso_size = gso_size;
+        skb.gso_segs = 2;
+        // SAFETY: reading the bytes of a plain struct.
+        let ctx = unsafe {
+            std::slice::from_raw_parts(
+                (&skb as *const __sk_buff).cast::<u8>(),
+                std::mem::size_of::<__sk_buff>(),
+            )
+        };
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(ctx),
+            ..TestRunOptions::new()
+        };
+        let aya::programs::Program::SchedClassifier(p) = self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| anyhow!("no program {name}"))?
+        else {
+            bail!("{name} is not a TC program");
+        };
+        let res = p.test_run(opts)?;
         out.truncate(res.data_size_out as usize);
         Ok(Ran {
             retval: res.return_value,

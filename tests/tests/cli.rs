@@ -73,12 +73,14 @@ fn leftovers(ns: &Netns) -> Vec<String> {
 }
 
 fn stops_clean(attach: &str, signal: libc::c_int) {
+    stops_clean_with(attach, signal, &["--mtu", "1440"]);
+}
+
+fn stops_clean_with(attach: &str, signal: libc::c_int, features: &[&str]) {
     let (ns, _peer) = host();
-    let run = Running::start(
-        &ns,
-        &["--iface", IFACE, "--attach", attach, "--mtu", "1440"],
-    )
-    .unwrap();
+    let mut args = vec!["--iface", IFACE, "--attach", attach];
+    args.extend_from_slice(features);
+    let run = Running::start(&ns, &args).unwrap();
     let attached = leftovers(&ns);
     assert!(
         attached.len() >= 3,
@@ -107,6 +109,16 @@ fn sigint_leaves_nothing_tc() {
 #[test]
 fn sigterm_leaves_nothing_xdp() {
     stops_clean("xdp", libc::SIGTERM);
+}
+
+#[test]
+fn sigterm_leaves_nothing_with_both_features_tc() {
+    stops_clean_with("tc", libc::SIGTERM, &["--mtu", "1440", "--csum-repair"]);
+}
+
+#[test]
+fn sigterm_leaves_nothing_with_both_features_xdp() {
+    stops_clean_with("xdp", libc::SIGTERM, &["--mtu", "1440", "--csum-repair"]);
 }
 
 #[test]
@@ -177,6 +189,51 @@ fn bad_input_gets_one_clear_line_and_nothing_attached() {
         ),
         (&["run", "--iface", IFACE], "--mtu"),
         (&["stats", "--iface", IFACE], "not guarded"),
+        (
+            &[
+                "run",
+                "--iface",
+                IFACE,
+                "--csum-repair",
+                "--vxlan-port",
+                "0",
+            ],
+            "not a port",
+        ),
+        (
+            &[
+                "run",
+                "--iface",
+                IFACE,
+                "--csum-repair",
+                "--peer-cidr",
+                "10.0.0.0/40",
+            ],
+            "prefix length",
+        ),
+        (
+            &[
+                "run",
+                "--iface",
+                IFACE,
+                "--csum-repair",
+                "--direction",
+                "egress",
+            ],
+            "received frames",
+        ),
+        (
+            &[
+                "run",
+                "--iface",
+                IFACE,
+                "--vxlan-port",
+                "4789",
+                "--mtu",
+                "1440",
+            ],
+            "--csum-repair",
+        ),
     ];
     for (args, want) in cases {
         let (code, err) = fails(&ns, args);
