@@ -1,5 +1,5 @@
-//! Thin entry points: each runs the clamp on its context and counts what
-//! happened. The packet logic lives in the library.
+//! Thin entry points: each runs the clamp and/or the checksum repair on its
+//! context and counts the outcome. The packet logic lives in the library.
 
 use aya_ebpf::{
     EbpfContext as _, Global,

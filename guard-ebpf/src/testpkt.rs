@@ -549,13 +549,10 @@ pub fn double_snat(frame: &mut [u8]) {
     frame[udp + 6..udp + 8].copy_from_slice(&[0xff, 0xff]);
 }
 
-/// Whether the outer UDP checksum of a VXLAN frame built here verifies.
-pub fn outer_checksum_ok(frame: &[u8]) -> bool {
-    let udp = outer_udp(frame);
-    let v6 = frame[12..14] == [0x86, 0xdd];
-    let len = u16::from_be_bytes([frame[udp + 4], frame[udp + 5]]) as usize;
+/// The outer pseudo-header of a VXLAN frame built here, for a UDP length.
+fn outer_pseudo(frame: &[u8], len: usize) -> Vec<u8> {
     let mut pseudo = Vec::new();
-    if v6 {
+    if frame[12..14] == [0x86, 0xdd] {
         pseudo.extend_from_slice(&frame[22..54]);
         pseudo.extend_from_slice(&(len as u32).to_be_bytes());
         pseudo.extend_from_slice(&[0, 0, 0, 17]);
@@ -564,7 +561,20 @@ pub fn outer_checksum_ok(frame: &[u8]) -> bool {
         pseudo.extend_from_slice(&[0, 17]);
         pseudo.extend_from_slice(&(len as u16).to_be_bytes());
     }
-    fold(sum_words(&frame[udp..udp + len], sum_words(&pseudo, 0))) == 0xffff
+    pseudo
+}
+
+/// The outer UDP datagram of a VXLAN frame built here, and its pseudo-header.
+fn outer_datagram(frame: &[u8]) -> (std::ops::Range<usize>, Vec<u8>) {
+    let udp = outer_udp(frame);
+    let len = u16::from_be_bytes([frame[udp + 4], frame[udp + 5]]) as usize;
+    (udp..udp + len, outer_pseudo(frame, len))
+}
+
+/// Whether the outer UDP checksum of a VXLAN frame built here verifies.
+pub fn outer_checksum_ok(frame: &[u8]) -> bool {
+    let (range, pseudo) = outer_datagram(frame);
+    fold(sum_words(&frame[range], sum_words(&pseudo, 0))) == 0xffff
 }
 
 /// An Ethernet frame carrying UDP (checksum computed, or 0 with `zero`).
@@ -600,25 +610,14 @@ pub fn udp_frame(payload: &[u8], zero: bool) -> Vec<u8> {
 /// The frame with its outer UDP checksum recomputed from scratch.
 pub fn with_outer_fixed(frame: &[u8]) -> Vec<u8> {
     let mut f = frame.to_vec();
-    let udp = outer_udp(&f);
-    f[udp + 6..udp + 8].copy_from_slice(&[0, 0]);
-    let v6 = f[12..14] == [0x86, 0xdd];
-    let len = u16::from_be_bytes([f[udp + 4], f[udp + 5]]) as usize;
-    let mut pseudo = Vec::new();
-    if v6 {
-        pseudo.extend_from_slice(&f[22..54]);
-        pseudo.extend_from_slice(&(len as u32).to_be_bytes());
-        pseudo.extend_from_slice(&[0, 0, 0, 17]);
-    } else {
-        pseudo.extend_from_slice(&f[26..34]);
-        pseudo.extend_from_slice(&[0, 17]);
-        pseudo.extend_from_slice(&(len as u16).to_be_bytes());
-    }
-    let check = match !fold(sum_words(&f[udp..udp + len], sum_words(&pseudo, 0))) {
+    let (range, pseudo) = outer_datagram(&f);
+    let check_at = range.start + 6;
+    f[check_at..check_at + 2].copy_from_slice(&[0, 0]);
+    let check = match !fold(sum_words(&f[range], sum_words(&pseudo, 0))) {
         0 => 0xffff,
         c => c,
     };
-    f[udp + 6..udp + 8].copy_from_slice(&check.to_be_bytes());
+    f[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
     f
 }
 
