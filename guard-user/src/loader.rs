@@ -198,6 +198,11 @@ impl Guard {
         }
         guard.ebpf = Some(ebpf);
         guard.repair = features.repair.is_some();
+        // The repair runs at ingress only: egress needs a program only to clamp.
+        let direction = match (direction, features.clamp) {
+            (Direction::Both, None) => Direction::Ingress,
+            (d, _) => d,
+        };
         guard.attach(mode, direction)?;
         guard.write_state(features)?;
         Ok(guard)

@@ -183,8 +183,9 @@ pub fn render_table(stats: &[IfaceStats]) -> String {
     }
     s.push('\n');
     for i in stats {
+        let clamp_on = i.mss_v4 != 0 || i.mss_v6 != 0;
         for h in &i.hooks {
-            let attached = i.attached.iter().any(|a| hook_matches(a, h.hook));
+            let attached = clamp_on && i.attached.iter().any(|a| hook_matches(a, h.hook));
             if !attached && h.counters.iter().all(|c| *c == 0) {
                 continue;
             }
@@ -220,11 +221,14 @@ pub fn render_table(stats: &[IfaceStats]) -> String {
                 s.push('\n');
             }
         }
+        let clamp = if clamp_on {
+            format!("IPv4 MSS <= {}, IPv6 MSS <= {}", i.mss_v4, i.mss_v6)
+        } else {
+            "off".to_string()
+        };
         s.push_str(&format!(
-            "{:<16} clamp: IPv4 MSS <= {}, IPv6 MSS <= {}; attached: {}\n",
+            "{:<16} clamp: {clamp}; attached: {}\n",
             i.iface,
-            i.mss_v4,
-            i.mss_v6,
             if i.attached.is_empty() {
                 "-".to_string()
             } else {
