@@ -89,6 +89,7 @@ pub fn clamp_syn<F: Frame>(frame: &mut F, seg: &TcpSegment, cfg: &MssConfig) -> 
         MssOption::At(off) => off,
         MssOption::Absent => return MssOutcome::NoMssOption,
         MssOption::Malformed => return MssOutcome::MalformedSyn,
+        MssOption::TooLong => return MssOutcome::SkippedSyn,
     };
     if limit == 0 {
         return MssOutcome::Disabled;
@@ -125,6 +126,7 @@ pub fn clamp<F: Frame>(frame: &mut F, link: LinkKind, cfg: &MssConfig) -> MssOut
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcpopt;
     use crate::testpkt::{self, ACK, SYN, Segment};
     use proptest::prelude::*;
 
@@ -181,13 +183,30 @@ mod tests {
         assert!(testpkt::tcp_checksum_ok(&f));
     }
 
+    /// Past MAX_OPTION_STEPS options the walk gives up: passed untouched,
+    /// counted as skipped, wherever the MSS would have been.
+    #[test]
+    fn long_option_lists_are_skipped() {
+        for nops in tcpopt::MAX_OPTION_STEPS..=36 {
+            let mut o = vec![1u8; nops];
+            o.extend_from_slice(&testpkt::mss(1460));
+            while o.len() % 4 != 0 {
+                o.push(1);
+            }
+            let mut f = Segment::syn(&o).build();
+            let before = f.clone();
+            assert_eq!(run(&mut f), MssOutcome::SkippedSyn, "{nops} NOPs");
+            assert_eq!(f, before);
+        }
+    }
+
     proptest! {
         /// Wherever the MSS option sits (any NOP padding before it, odd and
         /// even offsets), the clamp never raises it, lowers it exactly to the
         /// clamp, and leaves a checksum equal to a full recomputation.
         #[test]
         fn clamp_any_offset(
-            nops in 0usize..=36,
+            nops in 0usize..tcpopt::MAX_OPTION_STEPS,
             value in any::<u16>(),
             v6 in any::<bool>(),
             synack in any::<bool>(),

@@ -2,9 +2,14 @@
 
 use crate::parse::{Cursor, TCP_MIN_HLEN};
 
-/// At most 40 bytes of options (doff 15) and every option takes at least
-/// one byte, so 40 steps always reach the end of the options.
+/// At most 40 bytes of options (doff 15).
 pub const MAX_OPTION_BYTES: usize = 40;
+/// Options walked (each NOP counts) before giving up. Real SYNs carry at
+/// most about eight (Linux: MSS, SACK-permitted, timestamps, NOP, window
+/// scale); the verifier's work grows about twofold with every four more
+/// steps (16: under 65 k instructions, 40: over 500 k), so a SYN whose list
+/// is longer, 40 NOPs say, is passed untouched and counted as skipped.
+pub const MAX_OPTION_STEPS: usize = 16;
 
 const TCPOPT_EOL: u8 = 0;
 const TCPOPT_NOP: u8 = 1;
@@ -19,6 +24,8 @@ pub enum MssOption {
     Absent,
     /// An option length of 0 or 1, past the header, or a wrong MSS length.
     Malformed,
+    /// More than [`MAX_OPTION_STEPS`] options before the MSS or the end.
+    TooLong,
 }
 
 /// Walks the options of the TCP header at `tcp` (`tcp_hlen` validated by the
@@ -28,7 +35,7 @@ pub fn find_mss(c: &Cursor, tcp: usize, tcp_hlen: usize) -> MssOption {
     let opt_len = tcp_hlen - TCP_MIN_HLEN;
     let opts = tcp + TCP_MIN_HLEN;
     let mut i = 0usize;
-    for _ in 0..MAX_OPTION_BYTES {
+    for _ in 0..MAX_OPTION_STEPS {
         // The constant bound keeps `i` provably small for the verifier.
         if i >= opt_len || i >= MAX_OPTION_BYTES {
             return MssOption::Absent;
@@ -62,5 +69,9 @@ pub fn find_mss(c: &Cursor, tcp: usize, tcp_hlen: usize) -> MssOption {
             }
         }
     }
-    MssOption::Absent
+    if i >= opt_len {
+        MssOption::Absent
+    } else {
+        MssOption::TooLong
+    }
 }

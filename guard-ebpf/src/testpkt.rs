@@ -331,9 +331,9 @@ pub fn mss_cases(v4: u16, v6: u16) -> Vec<Case> {
         NoMssOption,
     ));
     cases.push(untouched(
-        "40 bytes of NOPs",
+        "40 bytes of NOPs (longer than the walk)",
         Segment::syn(&[1; 40]).build(),
-        NoMssOption,
+        SkippedSyn,
     ));
     let eol = [&[0, 1, 1, 1][..], &m[..]].concat();
     cases.push(untouched(
