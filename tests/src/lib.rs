@@ -446,3 +446,50 @@ pub fn stats_json(ns: &Netns) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8")
 }
+
+/// The rows of a BPF_PROG_TEST_RUN table: every row is checked, then all
+/// failures are reported at once.
+pub struct Table {
+    prog: String,
+    rows: usize,
+    failures: Vec<String>,
+}
+
+impl Table {
+    pub fn new(prog: &str) -> Table {
+        Table {
+            prog: prog.to_string(),
+            rows: 0,
+            failures: Vec::new(),
+        }
+    }
+
+    /// One row: the program's verdict and output frame against the wanted
+    /// ones, plus whatever else the caller found wrong.
+    pub fn row(&mut self, name: &str, ran: &Ran, verdict: u32, out: &[u8], mut why: Vec<String>) {
+        self.rows += 1;
+        if ran.retval != verdict {
+            why.insert(
+                0,
+                format!("verdict {} (want {})", ran.retval as i32, verdict as i32),
+            );
+        }
+        if ran.out != out {
+            why.insert(0, "output frame differs".to_string());
+        }
+        if !why.is_empty() {
+            self.failures.push(format!("{name}: {}", why.join(", ")));
+        }
+    }
+
+    pub fn finish(self) {
+        assert!(
+            self.failures.is_empty(),
+            "{}: {} of {} rows failed:\n{}",
+            self.prog,
+            self.failures.len(),
+            self.rows,
+            self.failures.join("\n")
+        );
+    }
+}

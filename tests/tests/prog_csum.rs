@@ -6,7 +6,7 @@ use guard_common::{
     CsumConfig, CsumMode, CsumOutcome, Hook, LinkKind, MssConfig, PROG_TC_INGRESS, PROG_XDP_FRAGS,
 };
 use guard_ebpf::testpkt::{self, Segment, Vxlan, csum_cases};
-use pktguard_tests::Loaded;
+use pktguard_tests::{Loaded, Ran, Table};
 
 const XDP_PASS: u32 = 2;
 const TC_ACT_UNSPEC: u32 = u32::MAX;
@@ -25,7 +25,7 @@ fn loaded(mode: CsumMode) -> Loaded {
     l
 }
 
-fn run_row(l: &Loaded, prog: &str, hook: Hook, frame: &[u8]) -> (u32, Vec<u8>, Vec<CsumOutcome>) {
+fn run_row(l: &Loaded, prog: &str, hook: Hook, frame: &[u8]) -> (Ran, Vec<CsumOutcome>) {
     let before = l.csum_counters().unwrap()[hook as usize].clone();
     let ran = l.run(prog, frame, 1).expect("test run");
     let after = l.csum_counters().unwrap()[hook as usize].clone();
@@ -33,41 +33,26 @@ fn run_row(l: &Loaded, prog: &str, hook: Hook, frame: &[u8]) -> (u32, Vec<u8>, V
         .iter()
         .flat_map(|o| std::iter::repeat_n(*o, (after.get(*o) - before.get(*o)) as usize))
         .collect();
-    (ran.retval, ran.out, moved)
+    (ran, moved)
 }
 
 fn table(prog: &str, hook: Hook, verdict: u32) {
     let l = loaded(CsumMode::Recompute);
-    let mut failures = Vec::new();
-    let cases = csum_cases();
-    for case in &cases {
-        let (retval, out, moved) = run_row(&l, prog, hook, &case.frame);
-        let mut why = Vec::new();
-        if retval != verdict {
-            why.push(format!("verdict {}", retval as i32));
-        }
-        if out != case.out {
-            why.push("output frame differs".to_string());
-        }
+    let mut table = Table::new(prog);
+    for case in &csum_cases() {
+        let (ran, moved) = run_row(&l, prog, hook, &case.frame);
         // Exactly one outcome per VXLAN frame; other traffic is not counted.
         let want: Vec<CsumOutcome> = match case.outcome {
             CsumOutcome::NotVxlan => vec![],
             o => vec![o],
         };
+        let mut why = Vec::new();
         if moved != want {
             why.push(format!("counted {moved:?}, want {want:?}"));
         }
-        if !why.is_empty() {
-            failures.push(format!("{}: {}", case.name, why.join(", ")));
-        }
+        table.row(&case.name, &ran, verdict, &case.out, why);
     }
-    assert!(
-        failures.is_empty(),
-        "{prog}: {} of {} rows failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    table.finish();
 }
 
 #[test]
@@ -92,10 +77,10 @@ fn zero_mode() {
         (PROG_XDP_FRAGS, Hook::XdpIngress),
         (PROG_TC_INGRESS, Hook::TcIngress),
     ] {
-        let (_, out, moved) = run_row(&l, prog, hook, &f);
+        let (ran, moved) = run_row(&l, prog, hook, &f);
         assert_eq!(moved, [CsumOutcome::OuterRepaired], "{prog}");
-        let u = testpkt::outer_udp(&out);
-        assert_eq!(out[u + 6..u + 8], [0, 0], "{prog}");
+        let u = testpkt::outer_udp(&ran.out);
+        assert_eq!(ran.out[u + 6..u + 8], [0, 0], "{prog}");
     }
 }
 
@@ -114,15 +99,15 @@ fn jumbo_frames_across_xdp_fragments() {
         let mut f = v.build();
         assert!(f.len() > 8900);
         testpkt::double_snat(&mut f);
-        let (_, out, moved) = run_row(&l, PROG_XDP_FRAGS, Hook::XdpIngress, &f);
+        let (ran, moved) = run_row(&l, PROG_XDP_FRAGS, Hook::XdpIngress, &f);
         assert_eq!(moved, [CsumOutcome::OuterRepaired], "v6={v6}");
-        assert_eq!(out, testpkt::with_outer_fixed(&f), "v6={v6}");
+        assert_eq!(ran.out, testpkt::with_outer_fixed(&f), "v6={v6}");
         let mut bad = f.clone();
         let at = bad.len() - 7;
         bad[at] ^= 1;
-        let (_, out, moved) = run_row(&l, PROG_XDP_FRAGS, Hook::XdpIngress, &bad);
+        let (ran, moved) = run_row(&l, PROG_XDP_FRAGS, Hook::XdpIngress, &bad);
         assert_eq!(moved, [CsumOutcome::InnerBad], "v6={v6}");
-        assert_eq!(out, bad);
+        assert_eq!(ran.out, bad);
     }
 }
 

@@ -5,7 +5,7 @@ use guard_common::{
     Hook, LinkKind, MssConfig, MssOutcome, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
 };
 use guard_ebpf::testpkt::{self, Segment, mss_cases};
-use pktguard_tests::Loaded;
+use pktguard_tests::{Loaded, Table};
 
 const XDP_PASS: u32 = 2;
 /// TC_ACT_UNSPEC (-1): the clamp never decides a packet's fate.
@@ -15,9 +15,8 @@ const V6: u16 = 1380;
 
 fn table(prog: &str, hook: Hook, verdict: u32) {
     let loaded = Loaded::new(MssConfig::new(V4, V6), LinkKind::Ethernet).expect("load the object");
-    let mut failures = Vec::new();
-    let cases = mss_cases(V4, V6);
-    for case in &cases {
+    let mut table = Table::new(prog);
+    for case in &mss_cases(V4, V6) {
         let before = loaded.counters().unwrap()[hook as usize].clone();
         if hook != Hook::XdpIngress && kernel_refuses_at_tc(&case.frame) {
             let err = loaded.run(prog, &case.frame, 1).err();
@@ -33,12 +32,6 @@ fn table(prog: &str, hook: Hook, verdict: u32) {
             .unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
         let after = loaded.counters().unwrap()[hook as usize].clone();
         let mut why = Vec::new();
-        if ran.retval != verdict {
-            why.push(format!("verdict {} (want {verdict})", ran.retval as i32));
-        }
-        if ran.out != case.out {
-            why.push("output frame differs".to_string());
-        }
         if case.outcome == MssOutcome::Clamped && !testpkt::tcp_checksum_ok(&ran.out) {
             why.push("bad TCP checksum".to_string());
         }
@@ -50,17 +43,9 @@ fn table(prog: &str, hook: Hook, verdict: u32) {
                 why.push(format!("{o:?} moved by {delta} (want {want})"));
             }
         }
-        if !why.is_empty() {
-            failures.push(format!("{}: {}", case.name, why.join(", ")));
-        }
+        table.row(&case.name, &ran, verdict, &case.out, why);
     }
-    assert!(
-        failures.is_empty(),
-        "{prog}: {} of {} rows failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    table.finish();
 }
 
 /// The skb test harness pulls the IP header itself and refuses (EINVAL)
