@@ -318,6 +318,110 @@ pub const PROG_LAB_DOUBLE_SNAT: &str = "lab_double_snat";
 pub const LAB_SNAT_COUNTERS_MAP: &str = "LAB_SNAT_COUNTERS";
 pub const LAB_CORRUPT_GLOBAL: &str = "LAB_CORRUPT";
 
+/// What the GSO guard found in one packet (counted once per GSO packet).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GsoOutcome {
+    /// Not a GSO packet (gso_size 0): not counted.
+    NotGso = 0,
+    /// A GSO packet whose metadata is consistent.
+    Ok = 1,
+    /// L3 (after VLAN tags) is neither IPv4 nor IPv6.
+    NotIp = 2,
+    /// L4 is neither TCP nor UDP.
+    NotTcpUdp = 3,
+    /// An IPv4 fragment.
+    Fragment = 4,
+    /// ihl < 5, doff < 5, headers past the packet, total length below the headers.
+    BadHeaders = 5,
+    /// gso_size below the minimum (amplification: gso_size 1 makes thousands of segments).
+    SizeTooSmall = 6,
+    /// ceil(payload / gso_size) above the maximum.
+    TooManySegments = 7,
+    /// gso_segs set and different from ceil(payload / gso_size).
+    SegsMismatch = 8,
+}
+
+impl GsoOutcome {
+    pub const COUNT: usize = 9;
+    pub const ALL: [GsoOutcome; Self::COUNT] = [
+        GsoOutcome::NotGso,
+        GsoOutcome::Ok,
+        GsoOutcome::NotIp,
+        GsoOutcome::NotTcpUdp,
+        GsoOutcome::Fragment,
+        GsoOutcome::BadHeaders,
+        GsoOutcome::SizeTooSmall,
+        GsoOutcome::TooManySegments,
+        GsoOutcome::SegsMismatch,
+    ];
+
+    pub const fn index(self, hook: Hook) -> u32 {
+        hook as u32 * Self::COUNT as u32 + self as u32
+    }
+
+    /// The reason's name in `pktguard stats` (`gso_ok` for a good packet).
+    pub const fn name(self) -> &'static str {
+        match self {
+            GsoOutcome::NotGso => "not_gso",
+            GsoOutcome::Ok => "gso_ok",
+            GsoOutcome::NotIp => "not_ip",
+            GsoOutcome::NotTcpUdp => "not_tcp_udp",
+            GsoOutcome::Fragment => "ipv4_fragment",
+            GsoOutcome::BadHeaders => "bad_headers",
+            GsoOutcome::SizeTooSmall => "gso_size_too_small",
+            GsoOutcome::TooManySegments => "too_many_segments",
+            GsoOutcome::SegsMismatch => "gso_segs_mismatch",
+        }
+    }
+
+    /// A malformed packet: dropped or flagged, by `--gso-guard`.
+    pub const fn is_malformed(self) -> bool {
+        !matches!(self, GsoOutcome::NotGso | GsoOutcome::Ok)
+    }
+}
+
+pub const GSO_COUNTER_ENTRIES: u32 = (Hook::COUNT * GsoOutcome::COUNT) as u32;
+
+/// What the GSO guard does with a malformed packet.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GsoAction {
+    /// Count it and let it go on.
+    Flag = 0,
+    /// Count it and drop it (TC_ACT_SHOT).
+    Drop = 1,
+}
+
+/// TCP_MIN_MSS: no TCP stack segments below it.
+pub const GSO_MIN_SIZE_DEFAULT: u32 = 88;
+/// A 64 KiB aggregate at the minimum gso_size needs 745 segments; BIG TCP
+/// aggregates (up to 512 KiB) at a 1448-byte MSS about 360.
+pub const GSO_MAX_SEGS_DEFAULT: u32 = 1024;
+
+/// The GSO guard's configuration: entry 0 of [`GSO_CONFIG_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GsoConfig {
+    pub min_size: u32,
+    pub max_segs: u32,
+    /// A [`GsoAction`] value.
+    pub action: u8,
+    pub _pad: [u8; 7],
+}
+
+const _: () = assert!(core::mem::size_of::<GsoConfig>() == 16);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no implicit padding (size asserted above).
+unsafe impl aya::Pod for GsoConfig {}
+
+pub const GSO_CONFIG_MAP: &str = "GSO_CONFIG";
+pub const GSO_COUNTERS_MAP: &str = "GSO_COUNTERS";
+pub const PIN_GSO_COUNTERS: &str = "gso_counters";
+/// The GSO guard's own TC ingress program: GSO metadata exists on skbs only.
+pub const PROG_TC_GSO: &str = "guard_tc_gso";
+
 /// Map names, as the eBPF object defines them.
 pub const MSS_CONFIG_MAP: &str = "MSS_CONFIG";
 pub const MSS_COUNTERS_MAP: &str = "MSS_COUNTERS";

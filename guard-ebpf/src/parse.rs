@@ -165,7 +165,7 @@ const IPV6_DSTOPTS: u8 = 60;
 /// upper-layer header: its offset, its type, and whether a fragment header
 /// or any extension header was crossed.
 #[inline(always)]
-fn ipv6_upper(c: &Cursor, mut off: usize, mut next: u8) -> Result<(usize, u8, bool), NotTcp> {
+pub fn ipv6_upper(c: &Cursor, mut off: usize, mut next: u8) -> Result<(usize, u8, bool), NotTcp> {
     let mut crossed = false;
     for _ in 0..IPV6_EXT_MAX {
         let len = match next {

@@ -3,17 +3,18 @@
 
 use aya_ebpf::{
     EbpfContext as _, Global,
-    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_UNSPEC, xdp_action::XDP_PASS},
+    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action::XDP_PASS},
     helpers::generated::{bpf_csum_diff, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::{classifier, map, xdp},
     maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{TcContext, XdpContext},
 };
 use guard_common::{
-    CSUM_COUNTER_ENTRIES, CsumConfig, CsumOutcome, FEATURE_CSUM, FEATURE_MSS, Hook, LinkKind,
-    MSS_COUNTER_ENTRIES, MssConfig, MssOutcome,
+    CSUM_COUNTER_ENTRIES, CsumConfig, CsumOutcome, FEATURE_CSUM, FEATURE_MSS, GSO_COUNTER_ENTRIES,
+    GsoAction, GsoConfig, Hook, LinkKind, MSS_COUNTER_ENTRIES, MssConfig, MssOutcome,
 };
 use guard_ebpf::{
+    gso,
     mss::{self, DirectFrame, Frame, MssRewrite},
     parse::{Cursor, opaque},
     repair::{self, Datagram, Peer},
@@ -335,6 +336,48 @@ pub fn guard_tc_ingress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn guard_tc_egress(ctx: TcContext) -> i32 {
     tc(ctx, Hook::TcEgress)
+}
+
+#[map(name = "GSO_CONFIG")]
+static GSO_CONFIG: Array<GsoConfig> = Array::with_max_entries(1, 0);
+
+#[map(name = "GSO_COUNTERS")]
+static GSO_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(GSO_COUNTER_ENTRIES, 0);
+
+/// The malformed-GSO guard, at TC ingress: GSO metadata exists on skbs only.
+/// Reads `__sk_buff.gso_size`, which exists since Linux 5.7 (the loader
+/// refuses older kernels for this program). A non-GSO packet costs one
+/// context load.
+#[classifier]
+pub fn guard_tc_gso(ctx: TcContext) -> i32 {
+    // SAFETY: the context of this program.
+    let (gso_size, gso_segs) = unsafe { ((*ctx.skb.skb).gso_size, (*ctx.skb.skb).gso_segs) };
+    if gso_size == 0 {
+        return TC_ACT_UNSPEC;
+    }
+    let want = core::cmp::min(ctx.len(), MAX_HEADER_BYTES);
+    if ((ctx.data_end() - ctx.data()) as u32) < want {
+        let _ = ctx.pull_data(want);
+    }
+    let Some(cfg) = GSO_CONFIG.get(0) else {
+        return TC_ACT_UNSPEC;
+    };
+    let outcome = gso::check(
+        &Frame::cursor(&TcFrame(&ctx)),
+        link_kind(),
+        gso_size,
+        gso_segs,
+        cfg,
+    );
+    if let Some(c) = GSO_COUNTERS.get_ptr_mut(outcome.index(Hook::TcIngress)) {
+        // SAFETY: a per-CPU slot, written only by this CPU.
+        unsafe { *c += 1 };
+    }
+    if outcome.is_malformed() && cfg.action == GsoAction::Drop as u8 {
+        TC_ACT_SHOT
+    } else {
+        TC_ACT_UNSPEC
+    }
 }
 
 /// Test-only (never attached by `run`): what the pre-5.7 NAT code did to

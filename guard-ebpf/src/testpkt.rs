@@ -705,3 +705,97 @@ pub fn csum_cases() -> Vec<CsumCase> {
         same("TCP, not UDP", tcp4, NotVxlan),
     ]
 }
+
+/// A row of the GSO guard's table.
+#[derive(Clone, Debug)]
+pub struct GsoCase {
+    pub name: String,
+    pub frame: Vec<u8>,
+    pub gso_size: u32,
+    pub gso_segs: u32,
+    pub outcome: guard_common::GsoOutcome,
+}
+
+/// The GSO guard's cases, for its default limits (88, 1024).
+pub fn gso_cases() -> Vec<GsoCase> {
+    use guard_common::GsoOutcome::*;
+    let case = |name: &str, frame: Vec<u8>, gso_size, gso_segs, outcome| GsoCase {
+        name: name.into(),
+        frame,
+        gso_size,
+        gso_segs,
+        outcome,
+    };
+    let data = |v6: bool, n: usize| {
+        let mut s = Segment::syn(&[]).flags(ACK).payload(&vec![7; n]);
+        s.v6 = v6;
+        s.build()
+    };
+    let v4 = data(false, 3000);
+    let tcp = tcp_offset(&v4);
+    let mut ihl4 = v4.clone();
+    ihl4[14] = 0x44;
+    let mut doff4 = v4.clone();
+    doff4[tcp + 12] = 4 << 4;
+    let mut short_total = v4.clone();
+    short_total[16..18].copy_from_slice(&10u16.to_be_bytes());
+    let mut frag = v4.clone();
+    frag[20..22].copy_from_slice(&0x2000u16.to_be_bytes());
+    let mut icmp = v4.clone();
+    icmp[23] = 1;
+    let mut arp = v4.clone();
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    let udp = udp_frame(&[3; 2000], false);
+    // A BIG TCP aggregate: IPv4 total length 0, the frame says how long.
+    let mut big = data(false, 95_000);
+    big[16..18].copy_from_slice(&[0, 0]);
+    vec![
+        case("not GSO", v4.clone(), 0, 0, NotGso),
+        case("TCP/IPv4, 3 segments", v4.clone(), 1448, 3, Ok),
+        case("TCP/IPv4, gso_segs 0 (tap/virtio)", v4.clone(), 1448, 0, Ok),
+        case("TCP/IPv6, 3 segments", data(true, 3000), 1448, 3, Ok),
+        case("UDP, any gso_segs", udp.clone(), 1400, 7, Ok),
+        case(
+            "gso_size 1 (amplification)",
+            v4.clone(),
+            1,
+            3000,
+            SizeTooSmall,
+        ),
+        case("gso_size 87", v4.clone(), 87, 35, SizeTooSmall),
+        case(
+            "gso_segs 2 for 3 segments",
+            v4.clone(),
+            1448,
+            2,
+            SegsMismatch,
+        ),
+        case("BIG TCP, 95 kB at MSS 1448", big.clone(), 1448, 66, Ok),
+        case(
+            "BIG TCP, 95 kB at gso_size 88: 1080 segments",
+            big,
+            88,
+            0,
+            TooManySegments,
+        ),
+        case("ARP", arp, 1448, 0, NotIp),
+        case("ICMP", icmp, 1448, 0, NotTcpUdp),
+        case("IPv4 fragment", frag, 1448, 0, Fragment),
+        case("IHL 4", ihl4, 1448, 0, BadHeaders),
+        case("doff 4", doff4, 1448, 0, BadHeaders),
+        case(
+            "total length below the headers",
+            short_total,
+            1448,
+            0,
+            BadHeaders,
+        ),
+        case(
+            "truncated TCP header",
+            v4[..tcp + 10].to_vec(),
+            1448,
+            0,
+            BadHeaders,
+        ),
+    ]
+}

@@ -16,9 +16,10 @@ use aya::{
 };
 use guard_common::{
     CSUM_CONFIG_MAP, CSUM_COUNTERS_MAP, CsumConfig, FEATURE_CSUM, FEATURE_MSS, FEATURES_GLOBAL,
-    HAS_GSO_SIZE_GLOBAL, LINK_KIND_GLOBAL, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig,
-    PEERS_V4_MAP, PEERS_V6_MAP, PIN_CONFIG, PIN_COUNTERS, PIN_CSUM_COUNTERS, PIN_DIR,
-    PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, PROG_XDP_FRAGS, RUN_DIR,
+    GSO_CONFIG_MAP, GSO_COUNTERS_MAP, GsoConfig, GsoOutcome, HAS_GSO_SIZE_GLOBAL, LINK_KIND_GLOBAL,
+    LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, PEERS_V4_MAP, PEERS_V6_MAP, PIN_CONFIG,
+    PIN_COUNTERS, PIN_CSUM_COUNTERS, PIN_DIR, PIN_GSO_COUNTERS, PROG_TC_EGRESS, PROG_TC_GSO,
+    PROG_TC_INGRESS, PROG_XDP, PROG_XDP_FRAGS, RUN_DIR,
 };
 
 use crate::{clamp::Clamp, repair_cfg::RepairSpec, sys};
@@ -52,6 +53,7 @@ pub enum Attachment {
     XdpGeneric,
     TcIngress,
     TcEgress,
+    TcGso,
 }
 
 impl Attachment {
@@ -61,6 +63,7 @@ impl Attachment {
             Attachment::XdpGeneric => "xdp-generic",
             Attachment::TcIngress => "tc-ingress",
             Attachment::TcEgress => "tc-egress",
+            Attachment::TcGso => "tc-ingress-gso",
         }
     }
 }
@@ -85,6 +88,8 @@ pub struct Guard {
 pub struct Features {
     pub clamp: Option<Clamp>,
     pub repair: Option<RepairSpec>,
+    /// The malformed-GSO guard (its own TC ingress program).
+    pub gso: Option<GsoConfig>,
 }
 
 impl Features {
@@ -142,8 +147,15 @@ impl Guard {
         direction: Direction,
         features: &Features,
     ) -> Result<Guard> {
-        if features.clamp.is_none() && features.repair.is_none() {
-            bail!("nothing to do: give a clamp (--mtu ...) and/or --csum-repair");
+        if features.clamp.is_none() && features.repair.is_none() && features.gso.is_none() {
+            bail!("nothing to do: give a clamp (--mtu ...), --csum-repair and/or --gso-guard");
+        }
+        if features.gso.is_some() && !gso_size_supported() {
+            bail!(
+                "--gso-guard reads __sk_buff.gso_size, which Linux {}.{} lacks (it exists since 5.7)",
+                sys::kernel_version()?.0,
+                sys::kernel_version()?.1
+            );
         }
         sys::ifindex(iface)?;
         let link_kind = link_kind(iface)?;
@@ -181,6 +193,15 @@ impl Guard {
         if let Some(spec) = &features.repair {
             configure_repair(&mut ebpf, spec)?;
         }
+        if let Some(gso) = features.gso {
+            let mut config: Array<_, GsoConfig> = Array::try_from(
+                ebpf.map_mut(GSO_CONFIG_MAP)
+                    .ok_or_else(|| anyhow!("the eBPF object has no map {GSO_CONFIG_MAP}"))?,
+            )?;
+            config
+                .set(0, gso, 0)
+                .context("writing the GSO guard configuration")?;
+        }
         fs::create_dir_all(&guard.pin_dir)
             .with_context(|| format!("creating {}", guard.pin_dir.display()))?;
         let mut pins = vec![
@@ -189,6 +210,9 @@ impl Guard {
         ];
         if features.repair.is_some() {
             pins.push((CSUM_COUNTERS_MAP, PIN_CSUM_COUNTERS));
+        }
+        if features.gso.is_some() {
+            pins.push((GSO_COUNTERS_MAP, PIN_GSO_COUNTERS));
         }
         for (map, pin) in pins {
             ebpf.map(map)
@@ -203,7 +227,12 @@ impl Guard {
             (Direction::Both, None) => Direction::Ingress,
             (d, _) => d,
         };
-        guard.attach(mode, direction)?;
+        if features.clamp.is_some() || features.repair.is_some() {
+            guard.attach(mode, direction)?;
+        }
+        if features.gso.is_some() {
+            guard.attach_gso()?;
+        }
         guard.write_state(features)?;
         Ok(guard)
     }
@@ -214,6 +243,14 @@ impl Guard {
             return Ok(Vec::new());
         };
         crate::stats::csum_hook_stats(&aya::maps::PerCpuArray::try_from(map)?)
+    }
+
+    /// The GSO guard's outcome counts (empty without --gso-guard).
+    pub fn gso_counters(&self) -> Result<[u64; GsoOutcome::COUNT]> {
+        let Some(map) = self.ebpf.as_ref().and_then(|e| e.map(GSO_COUNTERS_MAP)) else {
+            return Ok([0; GsoOutcome::COUNT]);
+        };
+        crate::stats::gso_stats(&aya::maps::PerCpuArray::try_from(map)?)
     }
 
     /// The guard's counters, per hook.
@@ -264,6 +301,19 @@ impl Guard {
         }
         if let Some(r) = &features.repair {
             writeln!(f, "repair={r}")?;
+        }
+        if let Some(g) = &features.gso {
+            writeln!(
+                f,
+                "gso={} min_size={} max_segs={}",
+                if g.action == guard_common::GsoAction::Drop as u8 {
+                    "drop"
+                } else {
+                    "flag"
+                },
+                g.min_size,
+                g.max_segs
+            )?;
         }
         Ok(())
     }
@@ -356,18 +406,41 @@ impl Guard {
         Ok(())
     }
 
-    fn attach_tc(&mut self, at: TcAttachType) -> Result<()> {
+    /// The GSO guard runs at TC ingress whatever `--attach` says: GSO
+    /// metadata exists on skbs only.
+    fn attach_gso(&mut self) -> Result<()> {
         let iface = self.iface.clone();
-        // TCX (6.6+) needs no qdisc; the netlink fallback needs clsact.
+        self.ensure_clsact()?;
+        let prog: &mut SchedClassifier = self
+            .ebpf()
+            .program_mut(PROG_TC_GSO)
+            .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_TC_GSO}"))?
+            .try_into()?;
+        prog.load().context("loading the GSO guard (verifier)")?;
+        prog.attach(&iface, TcAttachType::Ingress)
+            .with_context(|| format!("attaching the GSO guard to {iface}"))?;
+        self.attached.push(Attachment::TcGso);
+        Ok(())
+    }
+
+    /// TCX (6.6+) needs no qdisc; the netlink fallback needs clsact.
+    fn ensure_clsact(&mut self) -> Result<()> {
         if !tcx_supported() && !self.added_clsact {
-            match tc::qdisc_add_clsact(&iface) {
+            match tc::qdisc_add_clsact(&self.iface) {
                 Ok(()) => self.added_clsact = true,
                 Err(e) if is_exists(&e) => {}
                 Err(e) => {
-                    return Err(anyhow!(e)).context(format!("adding a clsact qdisc to {iface}"));
+                    return Err(anyhow!(e))
+                        .context(format!("adding a clsact qdisc to {}", self.iface));
                 }
             }
         }
+        Ok(())
+    }
+
+    fn attach_tc(&mut self, at: TcAttachType) -> Result<()> {
+        let iface = self.iface.clone();
+        self.ensure_clsact()?;
         let (name, attachment) = match at {
             TcAttachType::Egress => (PROG_TC_EGRESS, Attachment::TcEgress),
             _ => (PROG_TC_INGRESS, Attachment::TcIngress),

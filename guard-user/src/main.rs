@@ -4,7 +4,9 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use guard_common::CsumOutcome;
+use guard_common::{
+    CsumOutcome, GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoAction, GsoConfig, GsoOutcome,
+};
 use guard_user::{
     clamp::{Clamp, Encap},
     lab::{self, TunnelLab},
@@ -82,6 +84,26 @@ struct RunArgs {
     /// How to repair: recompute the checksum, or (IPv4 outer only) set it to 0, "none".
     #[arg(long, value_enum, default_value_t = RepairMode::Recompute, requires = "csum_repair")]
     vxlan_csum: RepairMode,
+    /// Find GSO packets whose offload metadata does not fit their headers (incident 1: LRO
+    /// super-packets dropped deep in the stack when forwarded) at TC ingress, and drop them
+    /// counted under their reason, or only count them (flag). Needs Linux 5.7+.
+    #[arg(long, value_enum, value_name = "ACTION")]
+    gso_guard: Option<GsoGuardAction>,
+    /// Smallest gso_size accepted (TCP_MIN_MSS; gso_size 1 cuts a 64 KB packet into 64 000 pieces).
+    #[arg(long, value_name = "N", default_value_t = GSO_MIN_SIZE_DEFAULT, requires = "gso_guard")]
+    gso_min_size: u32,
+    /// Most segments accepted: a 64 KB aggregate at the minimum gso_size needs 745, a 512 KB
+    /// BIG TCP one at MSS 1448 about 360; legitimate GRO traffic never comes near 1024.
+    #[arg(long, value_name = "N", default_value_t = GSO_MAX_SEGS_DEFAULT, requires = "gso_guard")]
+    gso_max_segs: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum GsoGuardAction {
+    /// Drop malformed GSO packets (TC_ACT_SHOT) and count them.
+    Drop,
+    /// Count them only.
+    Flag,
 }
 
 #[derive(Args)]
@@ -147,16 +169,28 @@ fn features_of(args: &RunArgs) -> Result<Features> {
     } else {
         None
     };
+    let gso = args.gso_guard.map(|action| GsoConfig {
+        min_size: args.gso_min_size,
+        max_segs: args.gso_max_segs,
+        action: match action {
+            GsoGuardAction::Drop => GsoAction::Drop as u8,
+            GsoGuardAction::Flag => GsoAction::Flag as u8,
+        },
+        _pad: [0; 7],
+    });
+    if gso.is_some() && (args.gso_min_size == 0 || args.gso_max_segs == 0) {
+        bail!("--gso-min-size and --gso-max-segs must be at least 1");
+    }
     let clamp = if args.mtu.is_some() || args.tunnel_dev.is_some() || args.underlay_mtu.is_some() {
         Some(clamp_of(args)?)
-    } else if repair.is_none() {
+    } else if repair.is_none() && gso.is_none() {
         bail!(
-            "give a clamp (--mtu, --tunnel-dev, or --underlay-mtu with --encap) and/or --csum-repair"
+            "give a clamp (--mtu, --tunnel-dev, or --underlay-mtu with --encap), --csum-repair and/or --gso-guard"
         );
     } else {
         None
     };
-    Ok(Features { clamp, repair })
+    Ok(Features { clamp, repair, gso })
 }
 
 fn clamp_of(args: &RunArgs) -> Result<Clamp> {
@@ -203,6 +237,18 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(repair) = &features.repair {
         println!("pktguard: {repair}");
     }
+    if let Some(g) = &features.gso {
+        println!(
+            "pktguard: GSO guard: {} malformed GSO packets (gso_size >= {}, <= {} segments)",
+            if g.action == GsoAction::Drop as u8 {
+                "drop"
+            } else {
+                "flag"
+            },
+            g.min_size,
+            g.max_segs
+        );
+    }
     let mut guards = Vec::new();
     for iface in &args.ifaces {
         // An error here drops the guards already started: nothing stays attached.
@@ -231,6 +277,22 @@ fn run(args: RunArgs) -> Result<()> {
             println!(
                 "pktguard: {}: {syn} SYNs seen, {clamped} clamped",
                 guard.iface
+            );
+        }
+        if let Ok(g) = guard.gso_counters()
+            && guard
+                .attached
+                .contains(&guard_user::loader::Attachment::TcGso)
+        {
+            let bad: u64 = GsoOutcome::ALL
+                .iter()
+                .filter(|o| o.is_malformed())
+                .map(|o| g[*o as usize])
+                .sum();
+            println!(
+                "pktguard: {}: {} GSO packets, {bad} malformed",
+                guard.iface,
+                g.iter().sum::<u64>() - g[GsoOutcome::NotGso as usize]
             );
         }
         if let Ok(hooks) = guard.csum_counters()
@@ -303,6 +365,7 @@ fn lab_mss(bytes: usize, stall: Duration) -> Result<()> {
     let features = Features {
         clamp: Some(clamp),
         repair: None,
+        gso: None,
     };
     let guard = lab.node.run(|| {
         Guard::start(
@@ -331,6 +394,7 @@ fn lab_mss(bytes: usize, stall: Duration) -> Result<()> {
         mss_v6: clamp.mss_v6,
         hooks: guard.counters()?,
         csum: Vec::new(),
+        gso: None,
     };
     print!("{}", stats::render_table(&[counters]));
     drop(guard);
@@ -370,6 +434,7 @@ fn lab_csum(bytes: usize, stall: Duration) -> Result<()> {
         let features = Features {
             clamp: None,
             repair: Some(RepairSpec::new(&[], &[], RepairMode::Recompute)?),
+            gso: None,
         };
         let guard = lab.b.run(|| {
             Guard::start(

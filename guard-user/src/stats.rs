@@ -6,8 +6,8 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, Result};
 use aya::maps::{Array, Map, MapData, PerCpuArray};
 use guard_common::{
-    CsumOutcome, Hook, MssConfig, MssCounter, MssOutcome, PIN_CONFIG, PIN_COUNTERS,
-    PIN_CSUM_COUNTERS, PIN_DIR, RUN_DIR,
+    CsumOutcome, GsoOutcome, Hook, MssConfig, MssCounter, MssOutcome, PIN_CONFIG, PIN_COUNTERS,
+    PIN_CSUM_COUNTERS, PIN_DIR, PIN_GSO_COUNTERS, RUN_DIR,
 };
 
 use crate::sys;
@@ -64,6 +64,17 @@ pub fn csum_hook_stats<T: std::borrow::Borrow<MapData>>(
     Ok(hooks)
 }
 
+/// The GSO guard's outcome counts, summed over CPUs (TC ingress only).
+pub fn gso_stats<T: std::borrow::Borrow<MapData>>(
+    counters: &PerCpuArray<T, u64>,
+) -> Result<[u64; GsoOutcome::COUNT]> {
+    let mut outcomes = [0u64; GsoOutcome::COUNT];
+    for o in GsoOutcome::ALL {
+        outcomes[o as usize] = counters.get(&o.index(Hook::TcIngress), 0)?.iter().sum();
+    }
+    Ok(outcomes)
+}
+
 #[derive(Clone, Debug)]
 pub struct IfaceStats {
     pub iface: String,
@@ -74,6 +85,8 @@ pub struct IfaceStats {
     pub hooks: Vec<HookStats>,
     /// Empty unless the guard repairs checksums.
     pub csum: Vec<CsumHookStats>,
+    /// The GSO guard's outcomes, and its action ("drop"/"flag"), if on.
+    pub gso: Option<([u64; GsoOutcome::COUNT], String)>,
 }
 
 impl IfaceStats {
@@ -111,6 +124,10 @@ pub fn read_dir(dir: &Path, iface: &str, key: &str) -> Result<IfaceStats> {
         Ok(m) => csum_hook_stats(&PerCpuArray::try_from(Map::PerCpuArray(m))?)?,
         Err(_) => Vec::new(),
     };
+    let gso = match MapData::from_pin(dir.join(PIN_GSO_COUNTERS)) {
+        Ok(m) => Some(gso_stats(&PerCpuArray::try_from(Map::PerCpuArray(m))?)?),
+        Err(_) => None,
+    };
     let config = MapData::from_pin(dir.join(PIN_CONFIG))?;
     let config: Array<_, MssConfig> = Array::try_from(Map::Array(config))?;
     let cfg = config.get(&0, 0)?;
@@ -133,6 +150,15 @@ pub fn read_dir(dir: &Path, iface: &str, key: &str) -> Result<IfaceStats> {
         mss_v6: cfg.mss_v6,
         hooks,
         csum,
+        gso: gso.map(|g| {
+            let action = state
+                .lines()
+                .find_map(|l| l.strip_prefix("gso="))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or("?")
+                .to_string();
+            (g, action)
+        }),
     })
 }
 
@@ -221,6 +247,19 @@ pub fn render_table(stats: &[IfaceStats]) -> String {
                 s.push('\n');
             }
         }
+        if let Some((g, action)) = &i.gso {
+            let seen: u64 = g.iter().sum::<u64>() - g[GsoOutcome::NotGso as usize];
+            s.push_str(&format!("{:<16} {:<12} {:>10}", "", "GSO", "gso_seen"));
+            for o in &GsoOutcome::ALL[1..] {
+                s.push_str(&format!(" {:>18}", o.name()));
+            }
+            s.push('\n');
+            s.push_str(&format!("{:<16} {:<12} {seen:>10}", i.iface, action));
+            for o in &GsoOutcome::ALL[1..] {
+                s.push_str(&format!(" {:>18}", g[*o as usize]));
+            }
+            s.push('\n');
+        }
         let clamp = if clamp_on {
             format!("IPv4 MSS <= {}, IPv6 MSS <= {}", i.mss_v4, i.mss_v6)
         } else {
@@ -285,14 +324,33 @@ pub fn render_json(stats: &[IfaceStats]) -> String {
                     format!("\"{}\":{{{}}}", h.hook.name(), fields.join(","))
                 })
                 .collect();
+            let gso = match &i.gso {
+                Some((g, action)) => {
+                    let mut fields = vec![
+                        format!("\"action\":{}", json_str(action)),
+                        format!(
+                            "\"gso_seen\":{}",
+                            g.iter().sum::<u64>() - g[GsoOutcome::NotGso as usize]
+                        ),
+                    ];
+                    fields.extend(
+                        GsoOutcome::ALL[1..]
+                            .iter()
+                            .map(|o| format!("\"{}\":{}", o.name(), g[*o as usize])),
+                    );
+                    format!("{{{}}}", fields.join(","))
+                }
+                None => "null".to_string(),
+            };
             format!(
-                "{{\"iface\":{},\"attached\":[{}],\"mss_v4\":{},\"mss_v6\":{},\"hooks\":{{{}}},\"csum\":{{{}}}}}",
+                "{{\"iface\":{},\"attached\":[{}],\"mss_v4\":{},\"mss_v6\":{},\"hooks\":{{{}}},\"csum\":{{{}}},\"gso\":{}}}",
                 json_str(&i.iface),
                 attached.join(","),
                 i.mss_v4,
                 i.mss_v6,
                 hooks.join(","),
-                csum.join(",")
+                csum.join(","),
+                gso
             )
         })
         .collect();
@@ -335,6 +393,7 @@ mod tests {
                 })
                 .collect(),
             csum: Vec::new(),
+            gso: None,
         };
         let json = render_json(&[s]);
         assert!(

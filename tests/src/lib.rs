@@ -58,6 +58,7 @@ impl Loaded {
             guard_common::PROG_BENCH_EMPTY_TC,
             guard_common::PROG_LAB_DOUBLE_SNAT,
             guard_common::PROG_BENCH_CSUM_PASS_TC,
+            guard_common::PROG_TC_GSO,
         ] {
             let p: &mut SchedClassifier = ebpf.program_mut(name).expect("tc program").try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;
@@ -101,13 +102,14 @@ impl Loaded {
         })
     }
 
-    /// Runs TC program `name` on `frame` as a GSO aggregate (gso_size set).
-    pub fn run_aggregate(&self, name: &str, frame: &[u8], gso_size: u32) -> Result<Ran> {
+    /// Runs TC program `name` on `frame` as a GSO packet: an `__sk_buff`
+    /// context carrying gso_size and gso_segs.
+    pub fn run_gso(&self, name: &str, frame: &[u8], gso_size: u32, gso_segs: u32) -> Result<Ran> {
         use aya_ebpf_bindings::bindings::__sk_buff;
         // SAFETY: plain old data; all-zero is a valid __sk_buff.
         let mut skb: __sk_buff = unsafe { std::mem::zeroed() };
         skb.gso_size = gso_size;
-        skb.gso_segs = 2;
+        skb.gso_segs = gso_segs;
         // SAFETY: reading the bytes of a plain struct.
         let ctx = unsafe {
             std::slice::from_raw_parts(
@@ -154,6 +156,26 @@ impl Loaded {
             .map(guard_common::CSUM_COUNTERS_MAP)
             .expect("csum counters");
         guard_user::stats::csum_hook_stats(&PerCpuArray::try_from(map)?)
+    }
+
+    /// Sets the GSO guard's configuration.
+    pub fn set_gso(&mut self, cfg: guard_common::GsoConfig) -> Result<()> {
+        let mut config: Array<_, guard_common::GsoConfig> = Array::try_from(
+            self.ebpf
+                .map_mut(guard_common::GSO_CONFIG_MAP)
+                .expect("gso config"),
+        )?;
+        config.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    /// The GSO guard's outcome counts.
+    pub fn gso_counters(&self) -> Result<[u64; guard_common::GsoOutcome::COUNT]> {
+        let map = self
+            .ebpf
+            .map(guard_common::GSO_COUNTERS_MAP)
+            .expect("gso counters");
+        guard_user::stats::gso_stats(&PerCpuArray::try_from(map)?)
     }
 
     /// Sets the repair configuration.

@@ -121,9 +121,7 @@ fn aggregates_at_tc_are_not_judged() {
     let mut f = v.build();
     testpkt::double_snat(&mut f);
     let before = l.csum_counters().unwrap()[Hook::TcIngress as usize].clone();
-    let ran = l
-        .run_aggregate(PROG_TC_INGRESS, &f, 1400)
-        .expect("test run");
+    let ran = l.run_gso(PROG_TC_INGRESS, &f, 1400, 2).expect("test run");
     let after = l.csum_counters().unwrap()[Hook::TcIngress as usize].clone();
     assert_eq!(ran.out, f);
     let n = |o| after.get(o) - before.get(o);
