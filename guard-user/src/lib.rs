@@ -4,6 +4,7 @@
 pub mod clamp;
 pub mod lab;
 pub mod lab_csum;
+pub mod lab_gso;
 pub mod loader;
 pub mod netns;
 pub mod repair_cfg;

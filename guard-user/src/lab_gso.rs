@@ -1,0 +1,235 @@
+//! Incident 1 in namespaces: GSO packets with offload metadata written by a
+//! tap (IFF_VNET_HDR, as virtio/LRO hands them to the stack) enter a
+//! forwarding node and are segmented on the way to a sink. A valid aggregate
+//! becomes its segments; a malformed one (gso_size 1) becomes thousands, or
+//! dies in the stack. The guard drops and counts the malformed ones first.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::Write as _,
+    os::fd::AsRawFd as _,
+};
+
+use anyhow::{Context as _, Result, anyhow};
+
+use crate::netns::{self, Netns, VethEnd};
+
+/// The tap on the node: where the aggregates arrive, where the guard runs.
+pub const TAP_IF: &str = "gt0";
+const NODE_OUT: &str = "n1";
+const SINK_IF: &str = "s0";
+pub const SINK_V4: [u8; 4] = [10, 66, 2, 2];
+const SRC_V4: [u8; 4] = [10, 66, 1, 2];
+
+const IFF_TAP: i16 = 0x0002;
+const IFF_NO_PI: i16 = 0x1000;
+const IFF_VNET_HDR: i16 = 0x4000;
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+pub const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
+const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+
+pub struct GsoLab {
+    pub node: Netns,
+    pub sink: Netns,
+    tap: File,
+    tap_mac: [u8; 6],
+}
+
+impl GsoLab {
+    pub fn new() -> Result<GsoLab> {
+        let tag = netns::unique_tag();
+        let node = Netns::new(&format!("pg-{tag}-gnode"))?;
+        let sink = Netns::new(&format!("pg-{tag}-gsink"))?;
+        // Only the injected packets may reach the sink: no IPv6 autoconf
+        // or DAD chatter (addresses are added without DAD, routes by hand).
+        for ns in [&node, &sink] {
+            ns.sysctl("net.ipv6.conf.default.accept_ra", "0")?;
+            ns.sysctl("net.ipv6.conf.default.addr_gen_mode", "1")?;
+        }
+        let tap = node.run(|| {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/net/tun")
+                .context("opening /dev/net/tun")?;
+            // SAFETY: an all-zero ifreq is valid; the name fits.
+            let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+            for (d, s) in req.ifr_name.iter_mut().zip(TAP_IF.bytes()) {
+                *d = s as libc::c_char;
+            }
+            req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+            // SAFETY: TUNSETIFF with a valid ifreq on a tun fd.
+            if unsafe { libc::ioctl(f.as_raw_fd(), TUNSETIFF, &mut req) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("TUNSETIFF");
+            }
+            Ok(f)
+        })?;
+        node.ip(&["link", "set", TAP_IF, "up"])?;
+        node.ip(&["addr", "add", "10.66.1.1/24", "dev", TAP_IF])?;
+        netns::veth(
+            &VethEnd {
+                ns: &node,
+                name: NODE_OUT,
+                addrs: &["10.66.2.1/24"],
+                mtu: 1500,
+            },
+            &VethEnd {
+                ns: &sink,
+                name: SINK_IF,
+                addrs: &["10.66.2.2/24"],
+                mtu: 1500,
+            },
+        )?;
+        // Segment in software on the way out, so the sink counts segments.
+        node.exec(&["ethtool", "-K", NODE_OUT, "tso", "off", "gso", "off"])?;
+        node.sysctl("net.ipv4.ip_forward", "1")?;
+        node.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        node.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+        node.sysctl(&format!("net.ipv4.conf.{TAP_IF}.rp_filter"), "0")?;
+        sink.exec(&[
+            "nft",
+            "add table inet gsolab; add counter inet gsolab seen; \
+             add chain inet gsolab pre { type filter hook prerouting priority -300; }; \
+             add rule inet gsolab pre tcp dport 8080 counter name seen",
+        ])?;
+        // No ARP during a measurement: the sink's address is known.
+        let sink_link = sink.ip(&["-br", "link", "show", "dev", SINK_IF])?;
+        let sink_mac = sink_link
+            .split_whitespace()
+            .nth(2)
+            .ok_or_else(|| anyhow!("no MAC: {sink_link}"))?;
+        node.ip(&[
+            "neigh",
+            "add",
+            "10.66.2.2",
+            "lladdr",
+            sink_mac,
+            "dev",
+            NODE_OUT,
+            "nud",
+            "permanent",
+        ])?;
+        let link = node.ip(&["-br", "link", "show", "dev", TAP_IF])?;
+        let mac_text = link
+            .split_whitespace()
+            .nth(2)
+            .ok_or_else(|| anyhow!("no MAC: {link}"))?;
+        let mut tap_mac = [0u8; 6];
+        for (d, s) in tap_mac.iter_mut().zip(mac_text.split(':')) {
+            *d = u8::from_str_radix(s, 16)?;
+        }
+        Ok(GsoLab {
+            node,
+            sink,
+            tap,
+            tap_mac,
+        })
+    }
+
+    /// A TCP/IPv4 segment from a host behind the tap to the sink, `payload`
+    /// bytes long, with its checksum in CHECKSUM_PARTIAL form.
+    pub fn tcp4_frame(&self, payload: usize) -> Vec<u8> {
+        let mut f = self.tap_mac.to_vec();
+        f.extend_from_slice(&[0x02, 0, 0, 0, 0x66, 1]);
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = (20 + 20 + payload) as u16;
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&SRC_V4);
+        f.extend_from_slice(&SINK_V4);
+        let s = ip_checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&s.to_be_bytes());
+        f.extend_from_slice(&40000u16.to_be_bytes());
+        f.extend_from_slice(&8080u16.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+        // The pseudo-header sum, as a sender with checksum offload leaves it.
+        let mut pseudo = 0u32;
+        for w in [&SRC_V4[..], &SINK_V4[..]].concat().chunks(2) {
+            pseudo += u16::from_be_bytes([w[0], w[1]]) as u32;
+        }
+        pseudo += 6 + (20 + payload) as u32;
+        let folded = fold(pseudo);
+        f[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&folded.to_be_bytes());
+        f.extend((0..payload).map(|i| (i % 251) as u8));
+        f
+    }
+
+    /// The same over IPv6 (fd66:1::2 -> fd66:2::2).
+    pub fn tcp6_frame(&self, payload: usize) -> Vec<u8> {
+        let src = [0xfd, 0x66, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let dst = [0xfd, 0x66, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let mut f = self.tap_mac.to_vec();
+        f.extend_from_slice(&[0x02, 0, 0, 0, 0x66, 1]);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&((20 + payload) as u16).to_be_bytes());
+        f.extend_from_slice(&[6, 64]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&40000u16.to_be_bytes());
+        f.extend_from_slice(&8080u16.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+        let mut pseudo = 0u32;
+        for w in [&src[..], &dst[..]].concat().chunks(2) {
+            pseudo += u16::from_be_bytes([w[0], w[1]]) as u32;
+        }
+        pseudo += 6 + (20 + payload) as u32;
+        let folded = fold(pseudo);
+        f[14 + 40 + 16..14 + 40 + 18].copy_from_slice(&folded.to_be_bytes());
+        f.extend((0..payload).map(|i| (i % 251) as u8));
+        f
+    }
+
+    /// Writes `frame` into the tap with a virtio_net_hdr that says GSO
+    /// `gso_type` of `gso_size`. Returns the kernel's refusal, if any.
+    pub fn inject(&mut self, frame: &[u8], gso_type: u8, gso_size: u16) -> std::io::Result<()> {
+        let l4 = if frame[12..14] == [0x86, 0xdd] {
+            14 + 40u16
+        } else {
+            14 + 20u16
+        };
+        let mut hdr = vec![VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type];
+        hdr.extend_from_slice(&(l4 + 20).to_le_bytes()); // hdr_len
+        hdr.extend_from_slice(&gso_size.to_le_bytes());
+        hdr.extend_from_slice(&l4.to_le_bytes()); // csum_start
+        hdr.extend_from_slice(&16u16.to_le_bytes()); // csum_offset
+        hdr.extend_from_slice(frame);
+        self.tap.write_all(&hdr)
+    }
+
+    /// TCP packets and bytes to port 8080 the sink has received so far
+    /// (an nftables counter: only the injected traffic).
+    pub fn sink_rx(&self) -> Result<(u64, u64)> {
+        let out = self
+            .sink
+            .exec(&["nft", "list", "counter", "inet", "gsolab", "seen"])?;
+        let num = |key: &str| -> Result<u64> {
+            let at = out.find(key).ok_or_else(|| anyhow!("no {key} in {out}"))? + key.len();
+            Ok(out[at..]
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()?)
+        };
+        Ok((num("packets")?, num("bytes")?))
+    }
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// The IPv4 header checksum.
+pub fn ip_checksum(h: &[u8]) -> u16 {
+    let mut s = 0u32;
+    for w in h.chunks(2) {
+        s += u16::from_be_bytes([w[0], w[1]]) as u32;
+    }
+    !fold(s)
+}
