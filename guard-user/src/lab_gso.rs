@@ -20,6 +20,8 @@ const NODE_OUT: &str = "n1";
 const SINK_IF: &str = "s0";
 pub const SINK_V4: [u8; 4] = [10, 66, 2, 2];
 const SRC_V4: [u8; 4] = [10, 66, 1, 2];
+/// Jumbo on the way to the sink: 1448-byte segments fit IPv6 as well.
+const SINK_MTU: u32 = 9000;
 
 const IFF_TAP: i16 = 0x0002;
 const IFF_NO_PI: i16 = 0x1000;
@@ -68,18 +70,19 @@ impl GsoLab {
         })?;
         node.ip(&["link", "set", TAP_IF, "up"])?;
         node.ip(&["addr", "add", "10.66.1.1/24", "dev", TAP_IF])?;
+        node.ip(&["-6", "addr", "add", "fd66:1::1/64", "dev", TAP_IF, "nodad"])?;
         netns::veth(
             &VethEnd {
                 ns: &node,
                 name: NODE_OUT,
-                addrs: &["10.66.2.1/24"],
-                mtu: 1500,
+                addrs: &["10.66.2.1/24", "fd66:2::1/64"],
+                mtu: SINK_MTU,
             },
             &VethEnd {
                 ns: &sink,
                 name: SINK_IF,
-                addrs: &["10.66.2.2/24"],
-                mtu: 1500,
+                addrs: &["10.66.2.2/24", "fd66:2::2/64"],
+                mtu: SINK_MTU,
             },
         )?;
         // Segment in software on the way out, so the sink counts segments.
@@ -100,17 +103,19 @@ impl GsoLab {
             .split_whitespace()
             .nth(2)
             .ok_or_else(|| anyhow!("no MAC: {sink_link}"))?;
-        node.ip(&[
-            "neigh",
-            "add",
-            "10.66.2.2",
-            "lladdr",
-            sink_mac,
-            "dev",
-            NODE_OUT,
-            "nud",
-            "permanent",
-        ])?;
+        for addr in ["10.66.2.2", "fd66:2::2"] {
+            node.ip(&[
+                "neigh",
+                "add",
+                addr,
+                "lladdr",
+                sink_mac,
+                "dev",
+                NODE_OUT,
+                "nud",
+                "permanent",
+            ])?;
+        }
         let link = node.ip(&["-br", "link", "show", "dev", TAP_IF])?;
         let mac_text = link
             .split_whitespace()
