@@ -127,6 +127,8 @@ enum LabCommand {
         #[arg(long, default_value_t = 3)]
         stall_secs: u64,
     },
+    /// Incident 1: malformed GSO packets (as LRO/virtio hand them over) on a forwarding node.
+    Gso,
     /// Incident 4: VXLAN outer checksums broken by a second SNAT (kernels before 5.7).
     Csum {
         /// Bytes to echo over the overlay.
@@ -146,6 +148,7 @@ fn main() -> ExitCode {
         Command::Lab(LabCommand::Mss { bytes, stall_secs }) => {
             lab_mss(bytes, Duration::from_secs(stall_secs))
         }
+        Command::Lab(LabCommand::Gso) => lab_gso(),
         Command::Lab(LabCommand::Csum { bytes, stall_secs }) => {
             lab_csum(bytes, Duration::from_secs(stall_secs))
         }
@@ -466,6 +469,67 @@ fn lab_csum(bytes: usize, stall: Duration) -> Result<()> {
     if ok {
         println!(
             "verdict: OK: without the guard every frame is dropped; with it the echo completes and every mangled frame was repaired"
+        );
+        Ok(())
+    } else {
+        bail!("verdict: UNEXPECTED: see above")
+    }
+}
+
+fn lab_gso() -> Result<()> {
+    use guard_user::lab_gso::{GsoLab, TAP_IF, VIRTIO_NET_HDR_GSO_TCPV4};
+    sys::check_privileges()?;
+    println!(
+        "lab gso: GSO packets written into a tap (virtio_net_hdr, as LRO/virtio hand them over) \
+         are forwarded by a node and segmented on the way to a sink"
+    );
+    let mut lab = GsoLab::new().context("building the lab namespaces")?;
+    let valid = lab.tcp4_frame(64_000);
+    let bad = lab.tcp4_frame(1000);
+    let deliver = |lab: &mut GsoLab, frame: &[u8], size: u16| -> Result<u64> {
+        let (p0, _) = lab.sink_rx()?;
+        lab.inject(frame, VIRTIO_NET_HDR_GSO_TCPV4, size)?;
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(lab.sink_rx()?.0 - p0)
+    };
+    let v0 = deliver(&mut lab, &valid, 1448)?;
+    let b0 = deliver(&mut lab, &bad, 1)?;
+    println!(
+        "  without the guard: a 64 kB aggregate at gso_size 1448 -> {v0} segments at the sink"
+    );
+    println!(
+        "  without the guard: 1000 bytes at gso_size 1 -> {b0} segments at the sink (amplification)"
+    );
+    let features = Features {
+        clamp: None,
+        repair: None,
+        gso: Some(GsoConfig {
+            min_size: GSO_MIN_SIZE_DEFAULT,
+            max_segs: GSO_MAX_SEGS_DEFAULT,
+            action: GsoAction::Drop as u8,
+            _pad: [0; 7],
+        }),
+    };
+    let guard = lab
+        .node
+        .run(|| Guard::start(TAP_IF, AttachMode::Tc, Direction::Ingress, &features))?;
+    let v1 = deliver(&mut lab, &valid, 1448)?;
+    let b1 = deliver(&mut lab, &bad, 1)?;
+    let g = guard.gso_counters()?;
+    println!("  with --gso-guard drop: the 64 kB aggregate -> {v1} segments; gso_size 1 -> {b1}");
+    println!(
+        "  guard counters: gso_ok {}, gso_size_too_small {}",
+        g[GsoOutcome::Ok as usize],
+        g[GsoOutcome::SizeTooSmall as usize]
+    );
+    println!(
+        "  not detectable here: a gso_type that does not match the packet (TCPv4 GSO on IPv6, on \
+         UDP): TC programs do not see gso_type"
+    );
+    drop(guard);
+    if v0 == v1 && v0 > 0 && b0 >= 900 && b1 == 0 && g[GsoOutcome::SizeTooSmall as usize] == 1 {
+        println!(
+            "verdict: OK: valid aggregates pass untouched; the malformed one is dropped and counted"
         );
         Ok(())
     } else {

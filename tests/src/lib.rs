@@ -105,6 +105,18 @@ impl Loaded {
     /// Runs TC program `name` on `frame` as a GSO packet: an `__sk_buff`
     /// context carrying gso_size and gso_segs.
     pub fn run_gso(&self, name: &str, frame: &[u8], gso_size: u32, gso_segs: u32) -> Result<Ran> {
+        self.run_gso_repeat(name, frame, gso_size, gso_segs, 1)
+    }
+
+    /// [`Loaded::run_gso`], `repeat` times.
+    pub fn run_gso_repeat(
+        &self,
+        name: &str,
+        frame: &[u8],
+        gso_size: u32,
+        gso_segs: u32,
+        repeat: u32,
+    ) -> Result<Ran> {
         use aya_ebpf_bindings::bindings::__sk_buff;
         // SAFETY: plain old data; all-zero is a valid __sk_buff.
         let mut skb: __sk_buff = unsafe { std::mem::zeroed() };
@@ -122,6 +134,7 @@ impl Loaded {
             data_in: Some(frame),
             data_out: Some(&mut out),
             ctx_in: Some(ctx),
+            repeat,
             ..TestRunOptions::new()
         };
         let aya::programs::Program::SchedClassifier(p) = self

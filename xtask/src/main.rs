@@ -33,8 +33,8 @@ enum Cmd {
         /// Only run tests whose name contains this string.
         filter: Option<String>,
     },
-    /// Set up, build, and rebuild incidents 3 and 4 in namespaces: `pktguard lab mss`
-    /// and `pktguard lab csum`.
+    /// Set up, build, and rebuild incidents 3, 1 and 4 in namespaces: `pktguard lab mss`,
+    /// `pktguard lab gso` and `pktguard lab csum`.
     Lab,
     /// Set up, build, and measure ns per packet with BPF_PROG_TEST_RUN.
     Bench {
@@ -82,6 +82,7 @@ fn main() -> Result<()> {
             setup()?;
             build()?;
             privileged(Command::new("target/release/pktguard").args(["lab", "mss"]))?;
+            privileged(Command::new("target/release/pktguard").args(["lab", "gso"]))?;
             privileged(Command::new("target/release/pktguard").args(["lab", "csum"]))
         }
         Cmd::Bench { which } => {

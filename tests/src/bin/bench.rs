@@ -211,10 +211,64 @@ fn csum() -> Result<()> {
     Ok(())
 }
 
+fn gso() -> Result<()> {
+    use guard_common::{
+        GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoAction, GsoConfig, PROG_BENCH_EMPTY_TC,
+        PROG_TC_GSO,
+    };
+    let mut l = Loaded::with_features(MssConfig::new(0, 0), LinkKind::Ethernet, 0)?;
+    l.set_gso(GsoConfig {
+        min_size: GSO_MIN_SIZE_DEFAULT,
+        max_segs: GSO_MAX_SEGS_DEFAULT,
+        action: GsoAction::Drop as u8,
+        _pad: [0; 7],
+    })?;
+    println!(
+        "bench gso: BPF_PROG_TEST_RUN, median of {ROUNDS} rounds; kernel {}",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
+    );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9}",
+        "packet", "empty ns", "guard ns", "delta ns"
+    );
+    let data = Segment::syn(&[]).flags(ACK).payload(&[0x5a; 1400]).build();
+    let (e, g, d) = paired(&l, PROG_BENCH_EMPTY_TC, PROG_TC_GSO, &data)?;
+    println!(
+        "{:<44} {e:>9.1} {g:>9.1} {d:>+9.1}",
+        "non-GSO data segment (1400 B)"
+    );
+    let agg = Segment::syn(&[]).flags(ACK).payload(&[0x5a; 2896]).build();
+    let (mut b, mut t, mut ds) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let x = l
+            .run_gso_repeat(PROG_BENCH_EMPTY_TC, &agg, 1448, 2, REPEAT)?
+            .duration
+            .as_nanos() as f64;
+        let y = l
+            .run_gso_repeat(PROG_TC_GSO, &agg, 1448, 2, REPEAT)?
+            .duration
+            .as_nanos() as f64;
+        b.push(x);
+        t.push(y);
+        ds.push(y - x);
+    }
+    let (e2, g2, d2) = (median(b), median(t), median(ds));
+    println!(
+        "{:<44} {e2:>9.1} {g2:>9.1} {d2:>+9.1}",
+        "GSO aggregate (2 x 1448 B), consistent"
+    );
+    println!(
+        "target: non-GSO <= +3 ns: {} ({d:+.1})",
+        if d <= 3.0 { "met" } else { "NOT met" }
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match std::env::args().nth(1).as_deref() {
         None | Some("mss") => mss(),
         Some("csum") => csum(),
-        Some(other) => bail!("unknown benchmark {other:?}: try `mss` or `csum`"),
+        Some("gso") => gso(),
+        Some(other) => bail!("unknown benchmark {other:?}: try `mss`, `csum` or `gso`"),
     }
 }
