@@ -122,6 +122,15 @@ fn sigterm_leaves_nothing_with_both_features_xdp() {
 }
 
 #[test]
+fn sigint_leaves_nothing_with_all_three_features_xdp() {
+    stops_clean_with(
+        "xdp",
+        libc::SIGINT,
+        &["--mtu", "1440", "--csum-repair", "--gso-guard", "drop"],
+    );
+}
+
+#[test]
 fn sigint_leaves_nothing_xdp_generic() {
     stops_clean("xdp-generic", libc::SIGINT);
 }
@@ -189,6 +198,30 @@ fn bad_input_gets_one_clear_line_and_nothing_attached() {
         ),
         (&["run", "--iface", IFACE], "--mtu"),
         (&["stats", "--iface", IFACE], "not guarded"),
+        (
+            &[
+                "run",
+                "--iface",
+                IFACE,
+                "--gso-guard",
+                "drop",
+                "--gso-min-size",
+                "0",
+            ],
+            "at least 1",
+        ),
+        (
+            &[
+                "run",
+                "--iface",
+                IFACE,
+                "--gso-min-size",
+                "100",
+                "--mtu",
+                "1440",
+            ],
+            "--gso-guard",
+        ),
         (
             &[
                 "run",
