@@ -11,7 +11,12 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::netns::{self, Netns, VethEnd};
+use crate::{
+    clamp::Clamp,
+    loader::{AttachMode, Direction, Features, Guard},
+    netns::{self, Netns, VethEnd},
+    stats::{self, IfaceStats},
+};
 
 pub const TUNNEL_MTU: u32 = 1440;
 pub const CLIENT_IF: &str = "c0";
@@ -227,4 +232,68 @@ impl std::fmt::Display for Transfer {
             self.client_mss, self.server_mss
         )
     }
+}
+
+/// `pktguard lab mss`: incident 3 before and after the guard, with a verdict.
+pub fn report(bytes: usize, stall: Duration) -> Result<()> {
+    let clamp = Clamp::from_mtu(TUNNEL_MTU)?;
+    println!(
+        "lab mss: client (MTU 1500) -> node -> tunnel (MTU {}) -> pod; the node's ICMP \
+         \"too big\" errors are dropped",
+        TUNNEL_MTU
+    );
+    let lab = TunnelLab::new().context("building the lab namespaces")?;
+    let mut ok = true;
+    let mut before = Vec::new();
+    for v6 in [false, true] {
+        let t = lab.transfer(v6, bytes, stall)?;
+        println!("  without the guard, {}: {t}", family(v6));
+        ok &= !t.completed();
+        before.push(t);
+    }
+    let features = Features {
+        clamp: Some(clamp),
+        repair: None,
+        gso: None,
+    };
+    let guard = lab
+        .node
+        .run(|| Guard::start(NODE_CLIENT_IF, AttachMode::Auto, Direction::Both, &features))?;
+    let hooks: Vec<_> = guard.attached.iter().map(|a| a.name()).collect();
+    println!(
+        "  guard on the node's {} ({}): {clamp}",
+        NODE_CLIENT_IF,
+        hooks.join(" + ")
+    );
+    for v6 in [false, true] {
+        let t = lab.transfer(v6, bytes, Duration::from_secs(30))?;
+        let limit = u32::from(if v6 { clamp.mss_v6 } else { clamp.mss_v4 });
+        println!("  with the guard, {}: {t}", family(v6));
+        ok &= t.completed() && t.server_mss <= limit && t.client_mss <= limit;
+    }
+    let counters = IfaceStats {
+        iface: format!("node/{}", NODE_CLIENT_IF),
+        attached: hooks.iter().map(|h| h.to_string()).collect(),
+        mss_v4: clamp.mss_v4,
+        mss_v6: clamp.mss_v6,
+        hooks: guard.counters()?,
+        csum: Vec::new(),
+        gso: None,
+    };
+    print!("{}", stats::render_table(&[counters]));
+    drop(guard);
+    drop(lab);
+    if ok {
+        println!(
+            "verdict: OK: without the guard the transfers stall; with it they complete, every MSS within the clamp"
+        );
+        Ok(())
+    } else {
+        bail!("verdict: UNEXPECTED: see the transfers above")
+    }
+}
+
+/// "IPv4" or "IPv6".
+pub fn family(v6: bool) -> &'static str {
+    if v6 { "IPv6" } else { "IPv4" }
 }

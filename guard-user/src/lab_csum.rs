@@ -17,13 +17,14 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
 };
 use guard_common::{
-    FEATURES_GLOBAL, HAS_GSO_SIZE_GLOBAL, LAB_CORRUPT_GLOBAL, LAB_SNAT_COUNTERS_MAP,
+    CsumOutcome, FEATURES_GLOBAL, HAS_GSO_SIZE_GLOBAL, LAB_CORRUPT_GLOBAL, LAB_SNAT_COUNTERS_MAP,
     LINK_KIND_GLOBAL, LinkKind, PROG_LAB_DOUBLE_SNAT,
 };
 
 use crate::{
-    loader::EBPF_OBJECT,
+    loader::{AttachMode, Direction, EBPF_OBJECT, Features, Guard},
     netns::{self, Netns, VethEnd},
+    repair_cfg::{RepairMode, RepairSpec},
 };
 
 /// B's underlay interface, where the repair runs.
@@ -243,5 +244,64 @@ impl VxlanLab {
         // Let the connection's last frames (FIN, ACK) pass before anyone counts.
         std::thread::sleep(Duration::from_millis(300));
         Ok(result)
+    }
+}
+
+/// `pktguard lab csum`: incident 4 before and after the guard, with a verdict.
+pub fn report(bytes: usize, stall: Duration) -> Result<()> {
+    println!(
+        "lab csum: node A -> VXLAN (outer UDP checksum 0, as flannel sends it) -> node B; on A's \
+         underlay a second SNAT as kernels before 5.7 did it (0 -> 0xffff, new source port)"
+    );
+    let mut ok = true;
+    for v6 in [false, true] {
+        let lab = VxlanLab::new(v6, 1500, false).context("building the lab namespaces")?;
+        let underlay = crate::lab::family(v6);
+        let errors = lab.csum_errors()?;
+        let before = lab.echo(bytes, stall)?;
+        let errors = lab.csum_errors()? - errors;
+        match &before {
+            Ok(t) => println!(
+                "  {underlay} underlay, without the guard: echo completed in {t:.2?} (UNEXPECTED)"
+            ),
+            Err(why) => println!(
+                "  {underlay} underlay, without the guard: {why}; B counted {errors} UDP checksum errors"
+            ),
+        }
+        ok &= before.is_err() && errors > 0;
+        let features = Features {
+            clamp: None,
+            repair: Some(RepairSpec::new(&[], &[], RepairMode::Recompute)?),
+            gso: None,
+        };
+        let guard = lab
+            .b
+            .run(|| Guard::start(RECEIVER_IF, AttachMode::Auto, Direction::Ingress, &features))?;
+        let mangled = lab.mangled()?;
+        let after = lab.echo(bytes, Duration::from_secs(30))?;
+        let mangled = lab.mangled()? - mangled;
+        let hooks = guard.csum_counters()?;
+        let repaired: u64 = hooks
+            .iter()
+            .map(|h| h.get(CsumOutcome::OuterRepaired))
+            .sum();
+        let attached: Vec<_> = guard.attached.iter().map(|a| a.name()).collect();
+        match &after {
+            Ok(t) => println!(
+                "  {underlay} underlay, with the guard on B ({}): {bytes}-byte echo completed in {t:.2?}; \
+                 frames mangled {mangled}, outer checksums repaired {repaired}",
+                attached.join(" + ")
+            ),
+            Err(why) => println!("  {underlay} underlay, with the guard: {why} (UNEXPECTED)"),
+        }
+        ok &= after.is_ok() && repaired >= mangled && mangled > 0;
+    }
+    if ok {
+        println!(
+            "verdict: OK: without the guard every frame is dropped; with it the echo completes and every mangled frame was repaired"
+        );
+        Ok(())
+    } else {
+        bail!("verdict: UNEXPECTED: see above")
     }
 }

@@ -8,11 +8,17 @@ use std::{
     fs::{File, OpenOptions},
     io::Write as _,
     os::fd::AsRawFd as _,
+    time::Duration,
 };
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 
-use crate::netns::{self, Netns, VethEnd};
+use guard_common::{GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoAction, GsoConfig, GsoOutcome};
+
+use crate::{
+    loader::{AttachMode, Direction, Features, Guard},
+    netns::{self, Netns, VethEnd},
+};
 
 /// The tap on the node: where the aggregates arrive, where the guard runs.
 pub const TAP_IF: &str = "gt0";
@@ -237,4 +243,64 @@ pub fn ip_checksum(h: &[u8]) -> u16 {
         s += u16::from_be_bytes([w[0], w[1]]) as u32;
     }
     !fold(s)
+}
+
+/// `pktguard lab gso`: incident 1 before and after the guard, with a verdict.
+pub fn report() -> Result<()> {
+    println!(
+        "lab gso: GSO packets written into a tap (virtio_net_hdr, as LRO/virtio hand them over) \
+         are forwarded by a node and segmented on the way to a sink"
+    );
+    let mut lab = GsoLab::new().context("building the lab namespaces")?;
+    let valid = lab.tcp4_frame(64_000);
+    let bad = lab.tcp4_frame(1000);
+    let deliver = |lab: &mut GsoLab, frame: &[u8], size: u16| -> Result<u64> {
+        let (p0, _) = lab.sink_rx()?;
+        lab.inject(frame, VIRTIO_NET_HDR_GSO_TCPV4, size)?;
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(lab.sink_rx()?.0 - p0)
+    };
+    let v0 = deliver(&mut lab, &valid, 1448)?;
+    let b0 = deliver(&mut lab, &bad, 1)?;
+    println!(
+        "  without the guard: a 64 kB aggregate at gso_size 1448 -> {v0} segments at the sink"
+    );
+    println!(
+        "  without the guard: 1000 bytes at gso_size 1 -> {b0} segments at the sink (amplification)"
+    );
+    let features = Features {
+        clamp: None,
+        repair: None,
+        gso: Some(GsoConfig {
+            min_size: GSO_MIN_SIZE_DEFAULT,
+            max_segs: GSO_MAX_SEGS_DEFAULT,
+            action: GsoAction::Drop as u8,
+            _pad: [0; 7],
+        }),
+    };
+    let guard = lab
+        .node
+        .run(|| Guard::start(TAP_IF, AttachMode::Tc, Direction::Ingress, &features))?;
+    let v1 = deliver(&mut lab, &valid, 1448)?;
+    let b1 = deliver(&mut lab, &bad, 1)?;
+    let g = guard.gso_counters()?;
+    println!("  with --gso-guard drop: the 64 kB aggregate -> {v1} segments; gso_size 1 -> {b1}");
+    println!(
+        "  guard counters: gso_ok {}, gso_size_too_small {}",
+        g[GsoOutcome::Ok as usize],
+        g[GsoOutcome::SizeTooSmall as usize]
+    );
+    println!(
+        "  not detectable here: a gso_type that does not match the packet (TCPv4 GSO on IPv6, on \
+         UDP): TC programs do not see gso_type"
+    );
+    drop(guard);
+    if v0 == v1 && v0 > 0 && b0 >= 900 && b1 == 0 && g[GsoOutcome::SizeTooSmall as usize] == 1 {
+        println!(
+            "verdict: OK: valid aggregates pass untouched; the malformed one is dropped and counted"
+        );
+        Ok(())
+    } else {
+        bail!("verdict: UNEXPECTED: see above")
+    }
 }

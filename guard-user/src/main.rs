@@ -9,12 +9,10 @@ use guard_common::{
 };
 use guard_user::{
     clamp::{Clamp, Encap},
-    lab::{self, TunnelLab},
-    lab_csum::{self, VxlanLab},
+    lab, lab_csum, lab_gso,
     loader::{AttachMode, Direction, Features, Guard},
     repair_cfg::{Cidr, RepairMode, RepairSpec},
-    stats::{self, IfaceStats},
-    sys,
+    stats, sys,
 };
 
 #[derive(Parser)]
@@ -145,13 +143,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Stats(args) => show_stats(args),
-        Command::Lab(LabCommand::Mss { bytes, stall_secs }) => {
-            lab_mss(bytes, Duration::from_secs(stall_secs))
-        }
-        Command::Lab(LabCommand::Gso) => lab_gso(),
-        Command::Lab(LabCommand::Csum { bytes, stall_secs }) => {
-            lab_csum(bytes, Duration::from_secs(stall_secs))
-        }
+        Command::Lab(LabCommand::Mss { bytes, stall_secs }) => sys::check_privileges()
+            .and_then(|()| lab::report(bytes, Duration::from_secs(stall_secs))),
+        Command::Lab(LabCommand::Gso) => sys::check_privileges().and_then(|()| lab_gso::report()),
+        Command::Lab(LabCommand::Csum { bytes, stall_secs }) => sys::check_privileges()
+            .and_then(|()| lab_csum::report(bytes, Duration::from_secs(stall_secs))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -346,197 +342,4 @@ fn show_stats(args: StatsArgs) -> Result<()> {
         print!("{}", stats::render_table(&all));
     }
     Ok(())
-}
-
-fn lab_mss(bytes: usize, stall: Duration) -> Result<()> {
-    sys::check_privileges()?;
-    let clamp = Clamp::from_mtu(lab::TUNNEL_MTU)?;
-    println!(
-        "lab mss: client (MTU 1500) -> node -> tunnel (MTU {}) -> pod; the node's ICMP \
-         \"too big\" errors are dropped",
-        lab::TUNNEL_MTU
-    );
-    let lab = TunnelLab::new().context("building the lab namespaces")?;
-    let mut ok = true;
-    let mut before = Vec::new();
-    for v6 in [false, true] {
-        let t = lab.transfer(v6, bytes, stall)?;
-        println!("  without the guard, {}: {t}", family(v6));
-        ok &= !t.completed();
-        before.push(t);
-    }
-    let features = Features {
-        clamp: Some(clamp),
-        repair: None,
-        gso: None,
-    };
-    let guard = lab.node.run(|| {
-        Guard::start(
-            lab::NODE_CLIENT_IF,
-            AttachMode::Auto,
-            Direction::Both,
-            &features,
-        )
-    })?;
-    let hooks: Vec<_> = guard.attached.iter().map(|a| a.name()).collect();
-    println!(
-        "  guard on the node's {} ({}): {clamp}",
-        lab::NODE_CLIENT_IF,
-        hooks.join(" + ")
-    );
-    for v6 in [false, true] {
-        let t = lab.transfer(v6, bytes, Duration::from_secs(30))?;
-        let limit = u32::from(if v6 { clamp.mss_v6 } else { clamp.mss_v4 });
-        println!("  with the guard, {}: {t}", family(v6));
-        ok &= t.completed() && t.server_mss <= limit && t.client_mss <= limit;
-    }
-    let counters = IfaceStats {
-        iface: format!("node/{}", lab::NODE_CLIENT_IF),
-        attached: hooks.iter().map(|h| h.to_string()).collect(),
-        mss_v4: clamp.mss_v4,
-        mss_v6: clamp.mss_v6,
-        hooks: guard.counters()?,
-        csum: Vec::new(),
-        gso: None,
-    };
-    print!("{}", stats::render_table(&[counters]));
-    drop(guard);
-    drop(lab);
-    if ok {
-        println!(
-            "verdict: OK: without the guard the transfers stall; with it they complete, every MSS within the clamp"
-        );
-        Ok(())
-    } else {
-        bail!("verdict: UNEXPECTED: see the transfers above")
-    }
-}
-
-fn lab_csum(bytes: usize, stall: Duration) -> Result<()> {
-    sys::check_privileges()?;
-    println!(
-        "lab csum: node A -> VXLAN (outer UDP checksum 0, as flannel sends it) -> node B; on A's \
-         underlay a second SNAT as kernels before 5.7 did it (0 -> 0xffff, new source port)"
-    );
-    let mut ok = true;
-    for v6 in [false, true] {
-        let lab = VxlanLab::new(v6, 1500, false).context("building the lab namespaces")?;
-        let underlay = family(v6);
-        let errors = lab.csum_errors()?;
-        let before = lab.echo(bytes, stall)?;
-        let errors = lab.csum_errors()? - errors;
-        match &before {
-            Ok(t) => println!(
-                "  {underlay} underlay, without the guard: echo completed in {t:.2?} (UNEXPECTED)"
-            ),
-            Err(why) => println!(
-                "  {underlay} underlay, without the guard: {why}; B counted {errors} UDP checksum errors"
-            ),
-        }
-        ok &= before.is_err() && errors > 0;
-        let features = Features {
-            clamp: None,
-            repair: Some(RepairSpec::new(&[], &[], RepairMode::Recompute)?),
-            gso: None,
-        };
-        let guard = lab.b.run(|| {
-            Guard::start(
-                lab_csum::RECEIVER_IF,
-                AttachMode::Auto,
-                Direction::Ingress,
-                &features,
-            )
-        })?;
-        let mangled = lab.mangled()?;
-        let after = lab.echo(bytes, Duration::from_secs(30))?;
-        let mangled = lab.mangled()? - mangled;
-        let hooks = guard.csum_counters()?;
-        let repaired: u64 = hooks
-            .iter()
-            .map(|h| h.get(CsumOutcome::OuterRepaired))
-            .sum();
-        let attached: Vec<_> = guard.attached.iter().map(|a| a.name()).collect();
-        match &after {
-            Ok(t) => println!(
-                "  {underlay} underlay, with the guard on B ({}): {bytes}-byte echo completed in {t:.2?}; \
-                 frames mangled {mangled}, outer checksums repaired {repaired}",
-                attached.join(" + ")
-            ),
-            Err(why) => println!("  {underlay} underlay, with the guard: {why} (UNEXPECTED)"),
-        }
-        ok &= after.is_ok() && repaired >= mangled && mangled > 0;
-    }
-    if ok {
-        println!(
-            "verdict: OK: without the guard every frame is dropped; with it the echo completes and every mangled frame was repaired"
-        );
-        Ok(())
-    } else {
-        bail!("verdict: UNEXPECTED: see above")
-    }
-}
-
-fn lab_gso() -> Result<()> {
-    use guard_user::lab_gso::{GsoLab, TAP_IF, VIRTIO_NET_HDR_GSO_TCPV4};
-    sys::check_privileges()?;
-    println!(
-        "lab gso: GSO packets written into a tap (virtio_net_hdr, as LRO/virtio hand them over) \
-         are forwarded by a node and segmented on the way to a sink"
-    );
-    let mut lab = GsoLab::new().context("building the lab namespaces")?;
-    let valid = lab.tcp4_frame(64_000);
-    let bad = lab.tcp4_frame(1000);
-    let deliver = |lab: &mut GsoLab, frame: &[u8], size: u16| -> Result<u64> {
-        let (p0, _) = lab.sink_rx()?;
-        lab.inject(frame, VIRTIO_NET_HDR_GSO_TCPV4, size)?;
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(lab.sink_rx()?.0 - p0)
-    };
-    let v0 = deliver(&mut lab, &valid, 1448)?;
-    let b0 = deliver(&mut lab, &bad, 1)?;
-    println!(
-        "  without the guard: a 64 kB aggregate at gso_size 1448 -> {v0} segments at the sink"
-    );
-    println!(
-        "  without the guard: 1000 bytes at gso_size 1 -> {b0} segments at the sink (amplification)"
-    );
-    let features = Features {
-        clamp: None,
-        repair: None,
-        gso: Some(GsoConfig {
-            min_size: GSO_MIN_SIZE_DEFAULT,
-            max_segs: GSO_MAX_SEGS_DEFAULT,
-            action: GsoAction::Drop as u8,
-            _pad: [0; 7],
-        }),
-    };
-    let guard = lab
-        .node
-        .run(|| Guard::start(TAP_IF, AttachMode::Tc, Direction::Ingress, &features))?;
-    let v1 = deliver(&mut lab, &valid, 1448)?;
-    let b1 = deliver(&mut lab, &bad, 1)?;
-    let g = guard.gso_counters()?;
-    println!("  with --gso-guard drop: the 64 kB aggregate -> {v1} segments; gso_size 1 -> {b1}");
-    println!(
-        "  guard counters: gso_ok {}, gso_size_too_small {}",
-        g[GsoOutcome::Ok as usize],
-        g[GsoOutcome::SizeTooSmall as usize]
-    );
-    println!(
-        "  not detectable here: a gso_type that does not match the packet (TCPv4 GSO on IPv6, on \
-         UDP): TC programs do not see gso_type"
-    );
-    drop(guard);
-    if v0 == v1 && v0 > 0 && b0 >= 900 && b1 == 0 && g[GsoOutcome::SizeTooSmall as usize] == 1 {
-        println!(
-            "verdict: OK: valid aggregates pass untouched; the malformed one is dropped and counted"
-        );
-        Ok(())
-    } else {
-        bail!("verdict: UNEXPECTED: see above")
-    }
-}
-
-fn family(v6: bool) -> &'static str {
-    if v6 { "IPv6" } else { "IPv4" }
 }
