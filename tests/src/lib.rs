@@ -70,10 +70,7 @@ impl Loaded {
 
     /// Changes the clamp of the loaded programs.
     pub fn set_config(&mut self, cfg: MssConfig) -> Result<()> {
-        let mut config: Array<_, MssConfig> =
-            Array::try_from(self.ebpf.map_mut(MSS_CONFIG_MAP).expect("config map"))?;
-        config.set(0, cfg, 0)?;
-        Ok(())
+        self.set_entry0(MSS_CONFIG_MAP, cfg)
     }
 
     /// Runs program `name` on `frame`, `repeat` times.
@@ -171,15 +168,19 @@ impl Loaded {
         guard_user::stats::csum_hook_stats(&PerCpuArray::try_from(map)?)
     }
 
+    /// Writes entry 0 of the configuration map `name`.
+    fn set_entry0<T: aya::Pod>(&mut self, name: &str, value: T) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("no map {name}"))?;
+        Array::<_, T>::try_from(map)?.set(0, value, 0)?;
+        Ok(())
+    }
+
     /// Sets the GSO guard's configuration.
     pub fn set_gso(&mut self, cfg: guard_common::GsoConfig) -> Result<()> {
-        let mut config: Array<_, guard_common::GsoConfig> = Array::try_from(
-            self.ebpf
-                .map_mut(guard_common::GSO_CONFIG_MAP)
-                .expect("gso config"),
-        )?;
-        config.set(0, cfg, 0)?;
-        Ok(())
+        self.set_entry0(guard_common::GSO_CONFIG_MAP, cfg)
     }
 
     /// The GSO guard's outcome counts.
@@ -193,13 +194,7 @@ impl Loaded {
 
     /// Sets the repair configuration.
     pub fn set_repair(&mut self, cfg: guard_common::CsumConfig) -> Result<()> {
-        let mut config: Array<_, guard_common::CsumConfig> = Array::try_from(
-            self.ebpf
-                .map_mut(guard_common::CSUM_CONFIG_MAP)
-                .expect("csum config"),
-        )?;
-        config.set(0, cfg, 0)?;
-        Ok(())
+        self.set_entry0(guard_common::CSUM_CONFIG_MAP, cfg)
     }
 }
 
