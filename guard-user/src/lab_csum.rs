@@ -242,7 +242,7 @@ impl VxlanLab {
         })?;
         let _ = server.join();
         // Let the connection's last frames (FIN, ACK) pass before anyone counts.
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(500));
         Ok(result)
     }
 }

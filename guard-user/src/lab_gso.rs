@@ -210,6 +210,21 @@ impl GsoLab {
         self.tap.write_all(&hdr)
     }
 
+    /// [`GsoLab::sink_rx`] once it has stopped moving (at most 3 s): the
+    /// segments of one injected packet have all arrived.
+    pub fn sink_rx_settled(&self) -> Result<(u64, u64)> {
+        let mut last = self.sink_rx()?;
+        for _ in 0..30 {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = self.sink_rx()?;
+            if now == last {
+                return Ok(now);
+            }
+            last = now;
+        }
+        Ok(last)
+    }
+
     /// TCP packets and bytes to port 8080 the sink has received so far
     /// (an nftables counter: only the injected traffic).
     pub fn sink_rx(&self) -> Result<(u64, u64)> {
@@ -257,8 +272,8 @@ pub fn report() -> Result<()> {
     let deliver = |lab: &mut GsoLab, frame: &[u8], size: u16| -> Result<u64> {
         let (p0, _) = lab.sink_rx()?;
         lab.inject(frame, VIRTIO_NET_HDR_GSO_TCPV4, size)?;
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(lab.sink_rx()?.0 - p0)
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(lab.sink_rx_settled()?.0 - p0)
     };
     let v0 = deliver(&mut lab, &valid, 1448)?;
     let b0 = deliver(&mut lab, &bad, 1)?;

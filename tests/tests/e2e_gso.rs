@@ -13,8 +13,8 @@ fn deliver(lab: &mut GsoLab, frame: &[u8], gso_type: u8, gso_size: u16) -> (u64,
     let (p0, b0) = lab.sink_rx().unwrap();
     lab.inject(frame, gso_type, gso_size)
         .expect("the tap took the packet");
-    std::thread::sleep(Duration::from_millis(300));
-    let (p1, b1) = lab.sink_rx().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let (p1, b1) = lab.sink_rx_settled().unwrap();
     (p1 - p0, b1 - b0)
 }
 
