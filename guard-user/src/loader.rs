@@ -15,9 +15,9 @@ use aya::{
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, tc},
 };
 use guard_common::{
-    CSUM_CONFIG_MAP, CSUM_COUNTERS_MAP, CsumConfig, FEATURE_CSUM, FEATURE_MSS, FEATURES_GLOBAL,
-    GSO_CONFIG_MAP, GSO_COUNTERS_MAP, GsoConfig, GsoOutcome, HAS_GSO_SIZE_GLOBAL, LINK_KIND_GLOBAL,
-    LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, PEERS_V4_MAP, PEERS_V6_MAP, PIN_CONFIG,
+    CSUM_CONFIG_MAP, CSUM_COUNTERS_MAP, FEATURE_CSUM, FEATURE_MSS, FEATURES_GLOBAL, GSO_CONFIG_MAP,
+    GSO_COUNTERS_MAP, GsoConfig, GsoOutcome, HAS_GSO_SIZE_GLOBAL, LINK_KIND_GLOBAL, LinkKind,
+    MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, PEERS_V4_MAP, PEERS_V6_MAP, PIN_CONFIG,
     PIN_COUNTERS, PIN_CSUM_COUNTERS, PIN_DIR, PIN_GSO_COUNTERS, PROG_TC_EGRESS, PROG_TC_GSO,
     PROG_TC_INGRESS, PROG_XDP, PROG_XDP_FRAGS, RUN_DIR,
 };
@@ -115,14 +115,20 @@ fn xdp_frags_supported() -> bool {
     sys::kernel_version().is_ok_and(|v| v >= (5, 18))
 }
 
+/// Writes entry 0 of the configuration map `name` (MSS_CONFIG, CSUM_CONFIG,
+/// GSO_CONFIG): running programs read it on their next packet.
+pub fn set_config<T: aya::Pod>(ebpf: &mut Ebpf, name: &str, value: T) -> Result<()> {
+    let map = ebpf
+        .map_mut(name)
+        .ok_or_else(|| anyhow!("the eBPF object has no map {name}"))?;
+    Array::<_, T>::try_from(map)?
+        .set(0, value, 0)
+        .with_context(|| format!("writing {name}"))?;
+    Ok(())
+}
+
 fn configure_repair(ebpf: &mut Ebpf, spec: &RepairSpec) -> Result<()> {
-    let mut config: Array<_, CsumConfig> = Array::try_from(
-        ebpf.map_mut(CSUM_CONFIG_MAP)
-            .ok_or_else(|| anyhow!("the eBPF object has no map {CSUM_CONFIG_MAP}"))?,
-    )?;
-    config
-        .set(0, spec.config(), 0)
-        .context("writing the repair configuration")?;
+    set_config(ebpf, CSUM_CONFIG_MAP, spec.config())?;
     for cidr in &spec.peers {
         match cidr.addr {
             std::net::IpAddr::V4(a) => {
@@ -151,10 +157,9 @@ impl Guard {
             bail!("nothing to do: give a clamp (--mtu ...), --csum-repair and/or --gso-guard");
         }
         if features.gso.is_some() && !gso_size_supported() {
+            let (major, minor) = sys::kernel_version()?;
             bail!(
-                "--gso-guard reads __sk_buff.gso_size, which Linux {}.{} lacks (it exists since 5.7)",
-                sys::kernel_version()?.0,
-                sys::kernel_version()?.1
+                "--gso-guard reads __sk_buff.gso_size, which Linux {major}.{minor} lacks (it exists since 5.7)"
             );
         }
         sys::ifindex(iface)?;
@@ -183,24 +188,12 @@ impl Guard {
         let cfg = features
             .clamp
             .map_or(MssConfig::new(0, 0), |c| MssConfig::new(c.mss_v4, c.mss_v6));
-        let mut config: Array<_, MssConfig> = Array::try_from(
-            ebpf.map_mut(MSS_CONFIG_MAP)
-                .ok_or_else(|| anyhow!("the eBPF object has no map {MSS_CONFIG_MAP}"))?,
-        )?;
-        config
-            .set(0, cfg, 0)
-            .context("writing the clamp configuration")?;
+        set_config(&mut ebpf, MSS_CONFIG_MAP, cfg)?;
         if let Some(spec) = &features.repair {
             configure_repair(&mut ebpf, spec)?;
         }
         if let Some(gso) = features.gso {
-            let mut config: Array<_, GsoConfig> = Array::try_from(
-                ebpf.map_mut(GSO_CONFIG_MAP)
-                    .ok_or_else(|| anyhow!("the eBPF object has no map {GSO_CONFIG_MAP}"))?,
-            )?;
-            config
-                .set(0, gso, 0)
-                .context("writing the GSO guard configuration")?;
+            set_config(&mut ebpf, GSO_CONFIG_MAP, gso)?;
         }
         fs::create_dir_all(&guard.pin_dir)
             .with_context(|| format!("creating {}", guard.pin_dir.display()))?;

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf,
-    maps::{Array, PerCpuArray},
+    maps::PerCpuArray,
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use guard_common::{Hook, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, MssCounter};
@@ -70,7 +70,7 @@ impl Loaded {
 
     /// Changes the clamp of the loaded programs.
     pub fn set_config(&mut self, cfg: MssConfig) -> Result<()> {
-        self.set_entry0(MSS_CONFIG_MAP, cfg)
+        guard_user::loader::set_config(&mut self.ebpf, MSS_CONFIG_MAP, cfg)
     }
 
     /// Runs program `name` on `frame`, `repeat` times.
@@ -168,19 +168,9 @@ impl Loaded {
         guard_user::stats::csum_hook_stats(&PerCpuArray::try_from(map)?)
     }
 
-    /// Writes entry 0 of the configuration map `name`.
-    fn set_entry0<T: aya::Pod>(&mut self, name: &str, value: T) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or_else(|| anyhow!("no map {name}"))?;
-        Array::<_, T>::try_from(map)?.set(0, value, 0)?;
-        Ok(())
-    }
-
     /// Sets the GSO guard's configuration.
     pub fn set_gso(&mut self, cfg: guard_common::GsoConfig) -> Result<()> {
-        self.set_entry0(guard_common::GSO_CONFIG_MAP, cfg)
+        guard_user::loader::set_config(&mut self.ebpf, guard_common::GSO_CONFIG_MAP, cfg)
     }
 
     /// The GSO guard's outcome counts.
@@ -194,7 +184,7 @@ impl Loaded {
 
     /// Sets the repair configuration.
     pub fn set_repair(&mut self, cfg: guard_common::CsumConfig) -> Result<()> {
-        self.set_entry0(guard_common::CSUM_CONFIG_MAP, cfg)
+        guard_user::loader::set_config(&mut self.ebpf, guard_common::CSUM_CONFIG_MAP, cfg)
     }
 }
 
