@@ -14,6 +14,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use guard_common::{GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoAction, GsoConfig, GsoOutcome};
+use guard_ebpf::csum::{fold, sum_words};
 
 use crate::{
     loader::{AttachMode, Direction, Features, Guard},
@@ -26,6 +27,8 @@ const NODE_OUT: &str = "n1";
 const SINK_IF: &str = "s0";
 pub const SINK_V4: [u8; 4] = [10, 66, 2, 2];
 const SRC_V4: [u8; 4] = [10, 66, 1, 2];
+const SRC_V6: [u8; 16] = [0xfd, 0x66, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const SINK_V6: [u8; 16] = [0xfd, 0x66, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 /// Jumbo on the way to the sink: 1448-byte segments fit IPv6 as well.
 const SINK_MTU: u32 = 9000;
 
@@ -142,53 +145,46 @@ impl GsoLab {
     /// A TCP/IPv4 segment from a host behind the tap to the sink, `payload`
     /// bytes long, with its checksum in CHECKSUM_PARTIAL form.
     pub fn tcp4_frame(&self, payload: usize) -> Vec<u8> {
-        let mut f = self.tap_mac.to_vec();
-        f.extend_from_slice(&[0x02, 0, 0, 0, 0x66, 1]);
-        f.extend_from_slice(&[0x08, 0x00]);
-        let total = (20 + 20 + payload) as u16;
-        f.extend_from_slice(&[0x45, 0]);
-        f.extend_from_slice(&total.to_be_bytes());
-        f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
-        f.extend_from_slice(&SRC_V4);
-        f.extend_from_slice(&SINK_V4);
-        let s = ip_checksum(&f[14..34]);
-        f[24..26].copy_from_slice(&s.to_be_bytes());
-        f.extend_from_slice(&40000u16.to_be_bytes());
-        f.extend_from_slice(&8080u16.to_be_bytes());
-        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
-        // The pseudo-header sum, as a sender with checksum offload leaves it.
-        let mut pseudo = 0u32;
-        for w in [&SRC_V4[..], &SINK_V4[..]].concat().chunks(2) {
-            pseudo += u16::from_be_bytes([w[0], w[1]]) as u32;
-        }
-        pseudo += 6 + (20 + payload) as u32;
-        let folded = fold(pseudo);
-        f[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&folded.to_be_bytes());
-        f.extend((0..payload).map(|i| (i % 251) as u8));
-        f
+        self.tcp_frame(false, payload)
     }
 
     /// The same over IPv6 (fd66:1::2 -> fd66:2::2).
     pub fn tcp6_frame(&self, payload: usize) -> Vec<u8> {
-        let src = [0xfd, 0x66, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-        let dst = [0xfd, 0x66, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        self.tcp_frame(true, payload)
+    }
+
+    fn tcp_frame(&self, v6: bool, payload: usize) -> Vec<u8> {
+        let (src, dst): (&[u8], &[u8]) = if v6 {
+            (&SRC_V6, &SINK_V6)
+        } else {
+            (&SRC_V4, &SINK_V4)
+        };
+        let tcp_len = 20 + payload;
         let mut f = self.tap_mac.to_vec();
         f.extend_from_slice(&[0x02, 0, 0, 0, 0x66, 1]);
-        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
-        f.extend_from_slice(&((20 + payload) as u16).to_be_bytes());
-        f.extend_from_slice(&[6, 64]);
-        f.extend_from_slice(&src);
-        f.extend_from_slice(&dst);
+        if v6 {
+            f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            f.extend_from_slice(&(tcp_len as u16).to_be_bytes());
+            f.extend_from_slice(&[6, 64]);
+            f.extend_from_slice(src);
+            f.extend_from_slice(dst);
+        } else {
+            f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+            f.extend_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
+            f.extend_from_slice(src);
+            f.extend_from_slice(dst);
+            let check = !fold(sum_words(&f[14..34], 0));
+            f[24..26].copy_from_slice(&check.to_be_bytes());
+        }
+        let tcp = f.len();
         f.extend_from_slice(&40000u16.to_be_bytes());
         f.extend_from_slice(&8080u16.to_be_bytes());
         f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
-        let mut pseudo = 0u32;
-        for w in [&src[..], &dst[..]].concat().chunks(2) {
-            pseudo += u16::from_be_bytes([w[0], w[1]]) as u32;
-        }
-        pseudo += 6 + (20 + payload) as u32;
-        let folded = fold(pseudo);
-        f[14 + 40 + 16..14 + 40 + 18].copy_from_slice(&folded.to_be_bytes());
+        // The pseudo-header sum, as a sender with checksum offload leaves it
+        // (IPv4's and IPv6's pseudo-headers sum alike for lengths < 64 KiB).
+        let pseudo = [src, dst, &[0, 6], &(tcp_len as u16).to_be_bytes()].concat();
+        f[tcp + 16..tcp + 18].copy_from_slice(&fold(sum_words(&pseudo, 0)).to_be_bytes());
         f.extend((0..payload).map(|i| (i % 251) as u8));
         f
     }
@@ -242,22 +238,6 @@ impl GsoLab {
         };
         Ok((num("packets")?, num("bytes")?))
     }
-}
-
-fn fold(mut s: u32) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
-
-/// The IPv4 header checksum.
-pub fn ip_checksum(h: &[u8]) -> u16 {
-    let mut s = 0u32;
-    for w in h.chunks(2) {
-        s += u16::from_be_bytes([w[0], w[1]]) as u32;
-    }
-    !fold(s)
 }
 
 /// `pktguard lab gso`: incident 1 before and after the guard, with a verdict.
