@@ -1,6 +1,7 @@
 //! The userspace side of pktguard: configuration, loading and attaching,
 //! counters, and the lab that rebuilds the incidents in namespaces.
 
+pub mod btf;
 pub mod clamp;
 pub mod lab;
 pub mod lab_csum;
