@@ -340,10 +340,14 @@ pub enum GsoOutcome {
     TooManySegments = 7,
     /// gso_segs set and different from ceil(payload / gso_size).
     SegsMismatch = 8,
+    /// gso_type names the other IP version (TCPv4 GSO on an IPv6 packet).
+    TypeVsIp = 9,
+    /// gso_type names another L4 protocol (TCP GSO on a UDP packet).
+    TypeVsL4 = 10,
 }
 
 impl GsoOutcome {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 11;
     pub const ALL: [GsoOutcome; Self::COUNT] = [
         GsoOutcome::NotGso,
         GsoOutcome::Ok,
@@ -354,6 +358,8 @@ impl GsoOutcome {
         GsoOutcome::SizeTooSmall,
         GsoOutcome::TooManySegments,
         GsoOutcome::SegsMismatch,
+        GsoOutcome::TypeVsIp,
+        GsoOutcome::TypeVsL4,
     ];
 
     pub const fn index(self, hook: Hook) -> u32 {
@@ -372,6 +378,8 @@ impl GsoOutcome {
             GsoOutcome::SizeTooSmall => "gso_size_too_small",
             GsoOutcome::TooManySegments => "too_many_segments",
             GsoOutcome::SegsMismatch => "gso_segs_mismatch",
+            GsoOutcome::TypeVsIp => "gso_type_vs_ip",
+            GsoOutcome::TypeVsL4 => "gso_type_vs_l4",
         }
     }
 
@@ -421,6 +429,40 @@ pub const GSO_COUNTERS_MAP: &str = "GSO_COUNTERS";
 pub const PIN_GSO_COUNTERS: &str = "gso_counters";
 /// The GSO guard's own TC ingress program: GSO metadata exists on skbs only.
 pub const PROG_TC_GSO: &str = "guard_tc_gso";
+/// The same, also checking `skb_shinfo(skb)->gso_type` against the headers:
+/// needs `bpf_probe_read_kernel` at TC (root) and the kernel's BTF.
+pub const PROG_TC_GSO_TYPED: &str = "guard_tc_gso_typed";
+pub const GSO_LAYOUT_GLOBAL: &str = "GSO_LAYOUT";
+
+/// Where gso_type lives in the running kernel and what its bits are, read
+/// from the kernel's BTF by the loader (Rust eBPF has no CO-RE) and given
+/// to [`PROG_TC_GSO_TYPED`] as a load-time global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GsoLayout {
+    /// offsetof(struct sk_buff, head): a pointer.
+    pub skb_head: u32,
+    /// offsetof(struct sk_buff, end): an offset from head (64-bit kernels).
+    pub skb_end: u32,
+    /// offsetof(struct skb_shared_info, gso_type).
+    pub shinfo_gso_type: u32,
+    /// SKB_GSO_TCPV4.
+    pub tcpv4: u32,
+    /// SKB_GSO_TCPV6.
+    pub tcpv6: u32,
+    /// SKB_GSO_UDP | SKB_GSO_UDP_L4.
+    pub udp: u32,
+    /// Encapsulation bits (GRE, IPXIP, UDP_TUNNEL, ESP...): gso_type then
+    /// describes the inner packet, which is not checked.
+    pub tunnel: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<GsoLayout>() == 32);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no implicit padding (size asserted above).
+unsafe impl aya::Pod for GsoLayout {}
 
 /// Map names, as the eBPF object defines them.
 pub const MSS_CONFIG_MAP: &str = "MSS_CONFIG";

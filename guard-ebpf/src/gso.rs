@@ -4,7 +4,7 @@
 //! Here it is found at TC ingress, counted under its reason, and dropped or
 //! flagged.
 
-use guard_common::{GsoConfig, GsoOutcome, LinkKind};
+use guard_common::{GsoConfig, GsoLayout, GsoOutcome, LinkKind};
 
 use crate::{
     parse::{
@@ -15,19 +15,35 @@ use crate::{
 
 const UDP_HLEN: usize = 8;
 
-/// Checks one packet's GSO metadata against its headers. `gso_segs` 0 is
-/// normal for packets from tap/virtio (DODGY): it is never flagged alone.
+/// A GSO packet's metadata, as the skb carries it.
+#[derive(Clone, Copy, Debug)]
+pub struct Meta {
+    pub gso_size: u32,
+    /// 0 is normal for packets from tap/virtio (DODGY): never flagged alone.
+    pub gso_segs: u32,
+    /// `skb_shinfo(skb)->gso_type`, 0 where unknown (not checked then).
+    pub gso_type: u32,
+}
+
+/// Checks one packet's GSO metadata against its headers. `layout` gives the
+/// running kernel's SKB_GSO_* bits (all 0: gso_type is not checked).
 #[inline(always)]
 pub fn check(
     c: &Cursor,
     link: LinkKind,
-    gso_size: u32,
-    gso_segs: u32,
+    meta: Meta,
+    layout: &GsoLayout,
     cfg: &GsoConfig,
 ) -> GsoOutcome {
     use GsoOutcome::{
-        BadHeaders, Fragment, NotGso, NotIp, NotTcpUdp, SegsMismatch, SizeTooSmall, TooManySegments,
+        BadHeaders, Fragment, NotGso, NotIp, NotTcpUdp, SegsMismatch, SizeTooSmall,
+        TooManySegments, TypeVsIp, TypeVsL4,
     };
+    let Meta {
+        gso_size,
+        gso_segs,
+        gso_type,
+    } = meta;
     if gso_size == 0 {
         return NotGso;
     }
@@ -111,6 +127,25 @@ pub fn check(
     if l4 + l4_hlen > end {
         return BadHeaders;
     }
+    // An encapsulated aggregate's type bits describe the inner packet,
+    // which is not parsed here.
+    if gso_type & layout.tunnel == 0 {
+        if gso_type & (layout.tcpv4 | layout.tcpv6) != 0 {
+            if proto != IPPROTO_TCP {
+                return TypeVsL4;
+            }
+            let want = if ethertype == ETH_P_IP {
+                layout.tcpv4
+            } else {
+                layout.tcpv6
+            };
+            if gso_type & want == 0 {
+                return TypeVsIp;
+            }
+        } else if gso_type & layout.udp != 0 && proto != IPPROTO_UDP {
+            return TypeVsL4;
+        }
+    }
     if gso_size < cfg.min_size {
         return SizeTooSmall;
     }
@@ -141,11 +176,20 @@ mod tests {
     };
 
     fn run(frame: &mut [u8], gso_size: u32, gso_segs: u32) -> GsoOutcome {
+        run_typed(frame, gso_size, gso_segs, 0)
+    }
+
+    fn run_typed(frame: &mut [u8], gso_size: u32, gso_segs: u32, gso_type: u32) -> GsoOutcome {
+        let meta = Meta {
+            gso_size,
+            gso_segs,
+            gso_type,
+        };
         check(
             &Cursor::from_slice(frame),
             LinkKind::Ethernet,
-            gso_size,
-            gso_segs,
+            meta,
+            &testpkt::GSO_LAYOUT,
             &CFG,
         )
     }
@@ -155,8 +199,33 @@ mod tests {
         for case in testpkt::gso_cases() {
             let mut f = case.frame.clone();
             assert_eq!(
-                run(&mut f, case.gso_size, case.gso_segs),
+                run_typed(&mut f, case.gso_size, case.gso_segs, case.gso_type),
                 case.outcome,
+                "{}",
+                case.name
+            );
+        }
+    }
+
+    /// Without a known layout (all bits 0) no gso_type is ever judged.
+    #[test]
+    fn unknown_layout_never_judges_the_type() {
+        for case in testpkt::gso_cases() {
+            let mut f = case.frame.clone();
+            let meta = Meta {
+                gso_size: case.gso_size,
+                gso_segs: case.gso_segs,
+                gso_type: case.gso_type,
+            };
+            let got = check(
+                &Cursor::from_slice(&mut f),
+                LinkKind::Ethernet,
+                meta,
+                &GsoLayout::default(),
+                &CFG,
+            );
+            assert!(
+                !matches!(got, GsoOutcome::TypeVsIp | GsoOutcome::TypeVsL4),
                 "{}",
                 case.name
             );

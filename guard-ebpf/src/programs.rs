@@ -4,14 +4,17 @@
 use aya_ebpf::{
     EbpfContext as _, Global,
     bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action::XDP_PASS},
-    helpers::generated::{bpf_csum_diff, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    helpers::{
+        bpf_probe_read_kernel,
+        generated::{bpf_csum_diff, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    },
     macros::{classifier, map, xdp},
     maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{TcContext, XdpContext},
 };
 use guard_common::{
     CSUM_COUNTER_ENTRIES, CsumConfig, CsumOutcome, FEATURE_CSUM, FEATURE_MSS, GSO_COUNTER_ENTRIES,
-    GsoAction, GsoConfig, Hook, LinkKind, MSS_COUNTER_ENTRIES, MssConfig, MssOutcome,
+    GsoAction, GsoConfig, GsoLayout, Hook, LinkKind, MSS_COUNTER_ENTRIES, MssConfig, MssOutcome,
 };
 use guard_ebpf::{
     gso,
@@ -344,17 +347,78 @@ static GSO_CONFIG: Array<GsoConfig> = Array::with_max_entries(1, 0);
 #[map(name = "GSO_COUNTERS")]
 static GSO_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(GSO_COUNTER_ENTRIES, 0);
 
+/// Where gso_type lives and what its bits are, from the kernel's BTF (set
+/// by the loader; all 0 when unknown).
+#[unsafe(no_mangle)]
+static GSO_LAYOUT: Global<GsoLayout> = Global::new(GsoLayout {
+    skb_head: 0,
+    skb_end: 0,
+    shinfo_gso_type: 0,
+    tcpv4: 0,
+    tcpv6: 0,
+    udp: 0,
+    tunnel: 0,
+    _pad: 0,
+});
+
 /// The malformed-GSO guard, at TC ingress: GSO metadata exists on skbs only.
 /// Reads `__sk_buff.gso_size`, which exists since Linux 5.7 (the loader
 /// refuses older kernels for this program). A non-GSO packet costs one
 /// context load.
 #[classifier]
 pub fn guard_tc_gso(ctx: TcContext) -> i32 {
+    tc_gso::<false>(&ctx)
+}
+
+/// [`guard_tc_gso`] that also checks `skb_shinfo(skb)->gso_type` against
+/// the headers (TCPv4 GSO on an IPv6 or a UDP packet). The context of a TC
+/// program is the kernel's `struct sk_buff`: gso_type is read with
+/// `bpf_probe_read_kernel` (root only; every kernel where it is allowed at
+/// TC) at offsets from the kernel's BTF. The loader falls back to
+/// [`guard_tc_gso`] where the verifier refuses it.
+#[classifier]
+pub fn guard_tc_gso_typed(ctx: TcContext) -> i32 {
+    tc_gso::<true>(&ctx)
+}
+
+/// `skb_shinfo(skb)->gso_type`: shinfo sits at `skb->head + skb->end`.
+#[inline(always)]
+fn gso_type(ctx: &TcContext, layout: &GsoLayout) -> u32 {
+    let skb = ctx.skb.skb as *const u8;
+    // SAFETY: bpf_probe_read_kernel checks every address it reads.
+    unsafe {
+        let Ok(head) =
+            bpf_probe_read_kernel(skb.wrapping_add(layout.skb_head as usize).cast::<u64>())
+        else {
+            return 0;
+        };
+        let Ok(end) =
+            bpf_probe_read_kernel(skb.wrapping_add(layout.skb_end as usize).cast::<u32>())
+        else {
+            return 0;
+        };
+        let at = head + end as u64 + layout.shinfo_gso_type as u64;
+        bpf_probe_read_kernel(at as *const u32).unwrap_or(0)
+    }
+}
+
+#[inline(always)]
+fn tc_gso<const TYPED: bool>(ctx: &TcContext) -> i32 {
     // SAFETY: the context of this program.
     let (gso_size, gso_segs) = unsafe { ((*ctx.skb.skb).gso_size, (*ctx.skb.skb).gso_segs) };
     if gso_size == 0 {
         return TC_ACT_UNSPEC;
     }
+    let layout = if TYPED {
+        GSO_LAYOUT.load()
+    } else {
+        GsoLayout::default()
+    };
+    let meta = gso::Meta {
+        gso_size,
+        gso_segs,
+        gso_type: if TYPED { gso_type(ctx, &layout) } else { 0 },
+    };
     let want = core::cmp::min(ctx.len(), MAX_HEADER_BYTES);
     if ((ctx.data_end() - ctx.data()) as u32) < want {
         let _ = ctx.pull_data(want);
@@ -363,10 +427,10 @@ pub fn guard_tc_gso(ctx: TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     let outcome = gso::check(
-        &Frame::cursor(&TcFrame(&ctx)),
+        &Frame::cursor(&TcFrame(ctx)),
         link_kind(),
-        gso_size,
-        gso_segs,
+        meta,
+        &layout,
         cfg,
     );
     if let Some(c) = GSO_COUNTERS.get_ptr_mut(outcome.index(Hook::TcIngress)) {

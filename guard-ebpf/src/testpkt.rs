@@ -713,8 +713,31 @@ pub struct GsoCase {
     pub frame: Vec<u8>,
     pub gso_size: u32,
     pub gso_segs: u32,
+    /// `skb_shinfo(skb)->gso_type` in [`GSO_LAYOUT`]'s bits (0: unknown).
+    pub gso_type: u32,
     pub outcome: guard_common::GsoOutcome,
 }
+
+/// SKB_GSO_* as Linux 4.x to 6.x number them (the loader reads the running
+/// kernel's values from its BTF).
+pub const SKB_GSO_TCPV4: u32 = 1 << 0;
+pub const SKB_GSO_DODGY: u32 = 1 << 1;
+pub const SKB_GSO_TCPV6: u32 = 1 << 4;
+pub const SKB_GSO_UDP_TUNNEL: u32 = 1 << 10;
+pub const SKB_GSO_UDP_L4: u32 = 1 << 17;
+
+/// The layout the GSO cases are written for.
+pub const GSO_LAYOUT: guard_common::GsoLayout = guard_common::GsoLayout {
+    skb_head: 0,
+    skb_end: 0,
+    shinfo_gso_type: 0,
+    tcpv4: SKB_GSO_TCPV4,
+    tcpv6: SKB_GSO_TCPV6,
+    udp: 1 << 16 | SKB_GSO_UDP_L4,
+    // GRE, GRE_CSUM, IPXIP4, IPXIP6, UDP_TUNNEL, UDP_TUNNEL_CSUM, ESP.
+    tunnel: 0xfc0 | 1 << 15,
+    _pad: 0,
+};
 
 /// The GSO guard's cases, for its default limits (88, 1024).
 pub fn gso_cases() -> Vec<GsoCase> {
@@ -724,8 +747,18 @@ pub fn gso_cases() -> Vec<GsoCase> {
         frame,
         gso_size,
         gso_segs,
+        gso_type: 0,
         outcome,
     };
+    let typed = |name: &str, frame: Vec<u8>, gso_type, outcome| GsoCase {
+        name: name.into(),
+        frame,
+        gso_size: 1448,
+        gso_segs: 0,
+        gso_type,
+        outcome,
+    };
+    let (v4_dodgy, v6_dodgy) = (SKB_GSO_TCPV4 | SKB_GSO_DODGY, SKB_GSO_TCPV6 | SKB_GSO_DODGY);
     let data = |v6: bool, n: usize| {
         let mut s = Segment::syn(&[]).flags(ACK).payload(&vec![7; n]);
         s.v6 = v6;
@@ -796,6 +829,29 @@ pub fn gso_cases() -> Vec<GsoCase> {
             1448,
             0,
             BadHeaders,
+        ),
+        typed("gso_type TCPV4 on TCP/IPv4", v4.clone(), v4_dodgy, Ok),
+        typed("gso_type TCPV6 on TCP/IPv6", data(true, 3000), v6_dodgy, Ok),
+        typed(
+            "gso_type TCPV4 on IPv6",
+            data(true, 3000),
+            v4_dodgy,
+            TypeVsIp,
+        ),
+        typed("gso_type TCPV6 on IPv4", v4.clone(), v6_dodgy, TypeVsIp),
+        typed("gso_type TCPV4 on UDP", udp.clone(), v4_dodgy, TypeVsL4),
+        typed("gso_type UDP_L4 on UDP", udp.clone(), SKB_GSO_UDP_L4, Ok),
+        typed(
+            "gso_type UDP_L4 on TCP",
+            v4.clone(),
+            SKB_GSO_UDP_L4,
+            TypeVsL4,
+        ),
+        typed(
+            "gso_type TCPV4 inside a UDP tunnel (inner type: not judged)",
+            udp,
+            SKB_GSO_TCPV4 | SKB_GSO_UDP_TUNNEL,
+            Ok,
         ),
     ]
 }

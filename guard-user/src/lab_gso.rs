@@ -40,6 +40,8 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
 pub const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
 
 pub struct GsoLab {
     pub node: Netns,
@@ -104,7 +106,7 @@ impl GsoLab {
             "nft",
             "add table inet gsolab; add counter inet gsolab seen; \
              add chain inet gsolab pre { type filter hook prerouting priority -300; }; \
-             add rule inet gsolab pre tcp dport 8080 counter name seen",
+             add rule inet gsolab pre meta l4proto { tcp, udp } th dport 8080 counter name seen",
         ])?;
         // No ARP during a measurement: the sink's address is known.
         let sink_link = sink.ip(&["-br", "link", "show", "dev", SINK_IF])?;
@@ -145,46 +147,58 @@ impl GsoLab {
     /// A TCP/IPv4 segment from a host behind the tap to the sink, `payload`
     /// bytes long, with its checksum in CHECKSUM_PARTIAL form.
     pub fn tcp4_frame(&self, payload: usize) -> Vec<u8> {
-        self.tcp_frame(false, payload)
+        self.frame(false, IPPROTO_TCP, payload)
     }
 
     /// The same over IPv6 (fd66:1::2 -> fd66:2::2).
     pub fn tcp6_frame(&self, payload: usize) -> Vec<u8> {
-        self.tcp_frame(true, payload)
+        self.frame(true, IPPROTO_TCP, payload)
     }
 
-    fn tcp_frame(&self, v6: bool, payload: usize) -> Vec<u8> {
+    /// A UDP/IPv4 datagram to the sink's port 8080.
+    pub fn udp4_frame(&self, payload: usize) -> Vec<u8> {
+        self.frame(false, IPPROTO_UDP, payload)
+    }
+
+    fn frame(&self, v6: bool, proto: u8, payload: usize) -> Vec<u8> {
         let (src, dst): (&[u8], &[u8]) = if v6 {
             (&SRC_V6, &SINK_V6)
         } else {
             (&SRC_V4, &SINK_V4)
         };
-        let tcp_len = 20 + payload;
+        let l4_len = if proto == IPPROTO_TCP { 20 } else { 8 } + payload;
         let mut f = self.tap_mac.to_vec();
         f.extend_from_slice(&[0x02, 0, 0, 0, 0x66, 1]);
         if v6 {
             f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
-            f.extend_from_slice(&(tcp_len as u16).to_be_bytes());
-            f.extend_from_slice(&[6, 64]);
+            f.extend_from_slice(&(l4_len as u16).to_be_bytes());
+            f.extend_from_slice(&[proto, 64]);
             f.extend_from_slice(src);
             f.extend_from_slice(dst);
         } else {
             f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
-            f.extend_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
-            f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
+            f.extend_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
             f.extend_from_slice(src);
             f.extend_from_slice(dst);
             let check = !fold(sum_words(&f[14..34], 0));
             f[24..26].copy_from_slice(&check.to_be_bytes());
         }
-        let tcp = f.len();
+        let l4 = f.len();
         f.extend_from_slice(&40000u16.to_be_bytes());
         f.extend_from_slice(&8080u16.to_be_bytes());
-        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+        let csum_at = if proto == IPPROTO_TCP {
+            f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+            l4 + 16
+        } else {
+            f.extend_from_slice(&(l4_len as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0]);
+            l4 + 6
+        };
         // The pseudo-header sum, as a sender with checksum offload leaves it
         // (IPv4's and IPv6's pseudo-headers sum alike for lengths < 64 KiB).
-        let pseudo = [src, dst, &[0, 6], &(tcp_len as u16).to_be_bytes()].concat();
-        f[tcp + 16..tcp + 18].copy_from_slice(&fold(sum_words(&pseudo, 0)).to_be_bytes());
+        let pseudo = [src, dst, &[0, proto], &(l4_len as u16).to_be_bytes()].concat();
+        f[csum_at..csum_at + 2].copy_from_slice(&fold(sum_words(&pseudo, 0)).to_be_bytes());
         f.extend((0..payload).map(|i| (i % 251) as u8));
         f
     }
@@ -221,7 +235,7 @@ impl GsoLab {
         Ok(last)
     }
 
-    /// TCP packets and bytes to port 8080 the sink has received so far
+    /// TCP and UDP packets and bytes to port 8080 the sink has received so far
     /// (an nftables counter: only the injected traffic).
     pub fn sink_rx(&self) -> Result<(u64, u64)> {
         let out = self
@@ -249,20 +263,37 @@ pub fn report() -> Result<()> {
     let mut lab = GsoLab::new().context("building the lab namespaces")?;
     let valid = lab.tcp4_frame(64_000);
     let bad = lab.tcp4_frame(1000);
-    let deliver = |lab: &mut GsoLab, frame: &[u8], size: u16| -> Result<u64> {
+    let v6 = lab.tcp6_frame(4000);
+    let udp = lab.udp4_frame(4000);
+    let deliver = |lab: &mut GsoLab, frame: &[u8], gso_type: u8, size: u16| -> Result<u64> {
         let (p0, _) = lab.sink_rx()?;
-        lab.inject(frame, VIRTIO_NET_HDR_GSO_TCPV4, size)?;
+        lab.inject(frame, gso_type, size)?;
         std::thread::sleep(Duration::from_millis(100));
         Ok(lab.sink_rx_settled()?.0 - p0)
     };
-    let v0 = deliver(&mut lab, &valid, 1448)?;
-    let b0 = deliver(&mut lab, &bad, 1)?;
-    println!(
-        "  without the guard: a 64 kB aggregate at gso_size 1448 -> {v0} segments at the sink"
-    );
-    println!(
-        "  without the guard: 1000 bytes at gso_size 1 -> {b0} segments at the sink (amplification)"
-    );
+    let tcpv4 = VIRTIO_NET_HDR_GSO_TCPV4;
+    let run_all = |lab: &mut GsoLab| -> Result<[u64; 4]> {
+        Ok([
+            deliver(lab, &valid, tcpv4, 1448)?,
+            deliver(lab, &bad, tcpv4, 1)?,
+            deliver(lab, &v6, tcpv4, 1448)?,
+            deliver(lab, &udp, tcpv4, 1448)?,
+        ])
+    };
+    let show = |when: &str, got: &[u64; 4]| {
+        println!("  {when}: segments at the sink");
+        let kinds = [
+            "64 kB TCP/IPv4 aggregate, gso_size 1448",
+            "1000 bytes at gso_size 1 (amplification)",
+            "TCPv4 GSO on an IPv6 packet (4 kB)",
+            "TCPv4 GSO on a UDP datagram (4 kB)",
+        ];
+        for (kind, n) in kinds.iter().zip(got) {
+            println!("    {kind:<42} -> {n}");
+        }
+    };
+    let without = run_all(&mut lab)?;
+    show("without the guard", &without);
     let features = Features {
         clamp: None,
         repair: None,
@@ -276,23 +307,34 @@ pub fn report() -> Result<()> {
     let guard = lab
         .node
         .run(|| Guard::start(TAP_IF, AttachMode::Tc, Direction::Ingress, &features))?;
-    let v1 = deliver(&mut lab, &valid, 1448)?;
-    let b1 = deliver(&mut lab, &bad, 1)?;
+    for note in &guard.notes {
+        println!("  note: {note}");
+    }
+    let with = run_all(&mut lab)?;
+    show("with --gso-guard drop", &with);
     let g = guard.gso_counters()?;
-    println!("  with --gso-guard drop: the 64 kB aggregate -> {v1} segments; gso_size 1 -> {b1}");
-    println!(
-        "  guard counters: gso_ok {}, gso_size_too_small {}",
-        g[GsoOutcome::Ok as usize],
-        g[GsoOutcome::SizeTooSmall as usize]
-    );
-    println!(
-        "  not detectable here: a gso_type that does not match the packet (TCPv4 GSO on IPv6, on \
-         UDP): TC programs do not see gso_type"
-    );
+    let shown = [
+        GsoOutcome::Ok,
+        GsoOutcome::SizeTooSmall,
+        GsoOutcome::TypeVsIp,
+        GsoOutcome::TypeVsL4,
+    ];
+    let counts: Vec<_> = shown
+        .iter()
+        .map(|o| format!("{} {}", o.name(), g[*o as usize]))
+        .collect();
+    println!("  guard counters: {}", counts.join(", "));
     drop(guard);
-    if v0 == v1 && v0 > 0 && b0 >= 900 && b1 == 0 && g[GsoOutcome::SizeTooSmall as usize] == 1 {
+    let typed = g[GsoOutcome::TypeVsIp as usize] == 1 && g[GsoOutcome::TypeVsL4 as usize] == 1;
+    if with[0] == without[0]
+        && without[0] > 0
+        && without[1] >= 900
+        && with[1..] == [0, 0, 0]
+        && g[GsoOutcome::SizeTooSmall as usize] == 1
+        && typed
+    {
         println!(
-            "verdict: OK: valid aggregates pass untouched; the malformed one is dropped and counted"
+            "verdict: OK: valid aggregates pass untouched; each malformed one is dropped and counted under its reason"
         );
         Ok(())
     } else {

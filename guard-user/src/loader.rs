@@ -8,7 +8,7 @@ use std::{
     path::PathBuf,
 };
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, LpmTrie, lpm_trie::Key},
@@ -16,13 +16,14 @@ use aya::{
 };
 use guard_common::{
     CSUM_CONFIG_MAP, CSUM_COUNTERS_MAP, FEATURE_CSUM, FEATURE_MSS, FEATURES_GLOBAL, GSO_CONFIG_MAP,
-    GSO_COUNTERS_MAP, GsoConfig, GsoOutcome, HAS_GSO_SIZE_GLOBAL, LINK_KIND_GLOBAL, LinkKind,
-    MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, PEERS_V4_MAP, PEERS_V6_MAP, PIN_CONFIG,
-    PIN_COUNTERS, PIN_CSUM_COUNTERS, PIN_DIR, PIN_GSO_COUNTERS, PROG_TC_EGRESS, PROG_TC_GSO,
-    PROG_TC_INGRESS, PROG_XDP, PROG_XDP_FRAGS, RUN_DIR,
+    GSO_COUNTERS_MAP, GSO_LAYOUT_GLOBAL, GsoConfig, GsoLayout, GsoOutcome, HAS_GSO_SIZE_GLOBAL,
+    LINK_KIND_GLOBAL, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, PEERS_V4_MAP,
+    PEERS_V6_MAP, PIN_CONFIG, PIN_COUNTERS, PIN_CSUM_COUNTERS, PIN_DIR, PIN_GSO_COUNTERS,
+    PROG_TC_EGRESS, PROG_TC_GSO, PROG_TC_GSO_TYPED, PROG_TC_INGRESS, PROG_XDP, PROG_XDP_FRAGS,
+    RUN_DIR,
 };
 
-use crate::{clamp::Clamp, repair_cfg::RepairSpec, sys};
+use crate::{btf::Btf, clamp::Clamp, repair_cfg::RepairSpec, sys};
 
 /// The eBPF object, built by build.rs and embedded in the binary.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard"));
@@ -400,16 +401,40 @@ impl Guard {
     }
 
     /// The GSO guard runs at TC ingress whatever `--attach` says: GSO
-    /// metadata exists on skbs only.
+    /// metadata exists on skbs only. The typed program (gso_type checked)
+    /// where the kernel allows it, else the untyped one, with a note.
     fn attach_gso(&mut self) -> Result<()> {
         let iface = self.iface.clone();
         self.ensure_clsact()?;
+        let typed = match gso_layout() {
+            Err(e) => Err(e),
+            Ok(_) => {
+                let prog: &mut SchedClassifier = self
+                    .ebpf()
+                    .program_mut(PROG_TC_GSO_TYPED)
+                    .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_TC_GSO_TYPED}"))?
+                    .try_into()?;
+                prog.load()
+                    .map_err(|e| anyhow!(e).context("bpf_probe_read_kernel refused at TC"))
+            }
+        };
+        let name = match typed {
+            Ok(()) => PROG_TC_GSO_TYPED,
+            Err(e) => {
+                self.notes.push(format!(
+                    "gso guard: gso_type is not checked (TCPv4 GSO on IPv6 or UDP passes): {e:#}"
+                ));
+                PROG_TC_GSO
+            }
+        };
         let prog: &mut SchedClassifier = self
             .ebpf()
-            .program_mut(PROG_TC_GSO)
-            .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_TC_GSO}"))?
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
             .try_into()?;
-        prog.load().context("loading the GSO guard (verifier)")?;
+        if name == PROG_TC_GSO {
+            prog.load().context("loading the GSO guard (verifier)")?;
+        }
         prog.attach(&iface, TcAttachType::Ingress)
             .with_context(|| format!("attaching the GSO guard to {iface}"))?;
         self.attached.push(Attachment::TcGso);
@@ -475,12 +500,58 @@ impl Drop for Guard {
 /// Loads the object for an interface of the given kind (not yet verified:
 /// each program is loaded into the kernel when it is attached).
 pub fn load(link_kind: LinkKind, features: u8) -> Result<Ebpf> {
+    // Without the kernel's BTF the typed GSO program cannot be placed: the
+    // untyped one runs (attach_gso says so).
+    let layout = gso_layout().unwrap_or_default();
     EbpfLoader::new()
         .override_global(LINK_KIND_GLOBAL, &(link_kind as u8), true)
         .override_global(FEATURES_GLOBAL, &features, true)
         .override_global(HAS_GSO_SIZE_GLOBAL, &(gso_size_supported() as u8), true)
+        .override_global(GSO_LAYOUT_GLOBAL, &layout, true)
         .load(EBPF_OBJECT)
         .context("loading the eBPF object")
+}
+
+/// Where `skb_shinfo(skb)->gso_type` is in the running kernel, and its
+/// SKB_GSO_* bits, from the kernel's BTF.
+pub fn gso_layout() -> Result<GsoLayout> {
+    let btf = Btf::from_kernel()?;
+    let head = btf.member("sk_buff", "head")?;
+    let end = btf.member("sk_buff", "end")?;
+    ensure!(
+        head.size == 8 && end.size == 4,
+        "sk_buff.end is not an offset from head (a 32-bit kernel?)"
+    );
+    let bit = |name: &str| -> Result<u32> {
+        let v = btf
+            .enumerator(name)
+            .ok_or_else(|| anyhow!("{name} not in the kernel's BTF"))?;
+        u32::try_from(v).with_context(|| format!("{name} = {v}"))
+    };
+    // Bits a kernel may lack (UDP_L4 is 4.18+, UDP was removed in 4.15) count as 0.
+    let maybe = |name: &str| bit(name).unwrap_or(0);
+    let tunnel = [
+        "SKB_GSO_GRE",
+        "SKB_GSO_GRE_CSUM",
+        "SKB_GSO_IPXIP4",
+        "SKB_GSO_IPXIP6",
+        "SKB_GSO_UDP_TUNNEL",
+        "SKB_GSO_UDP_TUNNEL_CSUM",
+        "SKB_GSO_ESP",
+        "SKB_GSO_TUNNEL_REMCSUM",
+    ]
+    .iter()
+    .fold(0, |m, n| m | maybe(n));
+    Ok(GsoLayout {
+        skb_head: head.offset,
+        skb_end: end.offset,
+        shinfo_gso_type: btf.member("skb_shared_info", "gso_type")?.offset,
+        tcpv4: bit("SKB_GSO_TCPV4")?,
+        tcpv6: bit("SKB_GSO_TCPV6")?,
+        udp: maybe("SKB_GSO_UDP") | maybe("SKB_GSO_UDP_L4"),
+        tunnel,
+        _pad: 0,
+    })
 }
 
 fn link_kind(iface: &str) -> Result<LinkKind> {

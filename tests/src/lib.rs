@@ -59,6 +59,7 @@ impl Loaded {
             guard_common::PROG_LAB_DOUBLE_SNAT,
             guard_common::PROG_BENCH_CSUM_PASS_TC,
             guard_common::PROG_TC_GSO,
+            guard_common::PROG_TC_GSO_TYPED,
         ] {
             let p: &mut SchedClassifier = ebpf.program_mut(name).expect("tc program").try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;

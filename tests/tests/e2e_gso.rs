@@ -98,6 +98,39 @@ fn legitimate_64k_aggregates_are_never_dropped() {
     assert!(status.success());
 }
 
+/// The tap takes a gso_type that does not match the packet: TCPv4 GSO on an
+/// IPv6 packet, TCPv4 GSO on a UDP datagram. Without the guard the stack
+/// loses them when it segments; with it each is dropped at ingress and
+/// counted under its own reason (read from the skb's shared info).
+#[test]
+fn mismatched_gso_types_are_dropped_under_their_own_reason() {
+    let mut lab = GsoLab::new().expect("lab namespaces");
+    let v6 = lab.tcp6_frame(4000);
+    let udp = lab.udp4_frame(4000);
+    let without_v6 = deliver(&mut lab, &v6, VIRTIO_NET_HDR_GSO_TCPV4, 1448);
+    let without_udp = deliver(&mut lab, &udp, VIRTIO_NET_HDR_GSO_TCPV4, 1448);
+    eprintln!("without the guard: TCPv4 on IPv6 -> {without_v6:?}, on UDP -> {without_udp:?}");
+
+    let guard = Running::start(&lab.node, &["--iface", TAP_IF, "--gso-guard", "drop"]).unwrap();
+    let with_v6 = deliver(&mut lab, &v6, VIRTIO_NET_HDR_GSO_TCPV4, 1448);
+    let with_udp = deliver(&mut lab, &udp, VIRTIO_NET_HDR_GSO_TCPV4, 1448);
+    assert_eq!(with_v6, (0, 0), "TCPv4 GSO on IPv6 got through");
+    assert_eq!(with_udp, (0, 0), "TCPv4 GSO on UDP got through");
+    // A matching type still passes through the typed program.
+    let ok = deliver(&mut lab, &v6, VIRTIO_NET_HDR_GSO_TCPV6, 1448);
+    assert_eq!(
+        ok.0,
+        4000u64.div_ceil(1448),
+        "valid TCPv6 aggregate: {ok:?}"
+    );
+    let json = stats_json(&lab.node);
+    assert_eq!(gso_counter(&json, "gso_type_vs_ip"), 1, "{json}");
+    assert_eq!(gso_counter(&json, "gso_type_vs_l4"), 1, "{json}");
+    assert_eq!(gso_counter(&json, "gso_ok"), 1, "{json}");
+    let (status, _) = guard.stop(libc::SIGTERM).unwrap();
+    assert!(status.success());
+}
+
 /// flag counts a malformed packet and lets it go on; the tap itself refuses
 /// gso_size 0, which the guard therefore never sees.
 #[test]

@@ -214,7 +214,7 @@ fn csum() -> Result<()> {
 fn gso() -> Result<()> {
     use guard_common::{
         GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoAction, GsoConfig, PROG_BENCH_EMPTY_TC,
-        PROG_TC_GSO,
+        PROG_TC_GSO, PROG_TC_GSO_TYPED,
     };
     let mut l = Loaded::with_features(MssConfig::new(0, 0), LinkKind::Ethernet, 0)?;
     l.set_gso(GsoConfig {
@@ -228,38 +228,42 @@ fn gso() -> Result<()> {
         std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
     );
     println!(
-        "{:<44} {:>9} {:>9} {:>9}",
-        "packet", "empty ns", "guard ns", "delta ns"
+        "{:<58} {:>9} {:>9} {:>9}",
+        "program: packet", "empty ns", "guard ns", "delta ns"
     );
     let data = Segment::syn(&[]).flags(ACK).payload(&[0x5a; 1400]).build();
-    let (e, g, d) = paired(&l, PROG_BENCH_EMPTY_TC, PROG_TC_GSO, &data)?;
-    println!(
-        "{:<44} {e:>9.1} {g:>9.1} {d:>+9.1}",
-        "non-GSO data segment (1400 B)"
-    );
     let agg = Segment::syn(&[]).flags(ACK).payload(&[0x5a; 2896]).build();
-    let (mut b, mut t, mut ds) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let x = l
-            .run_gso_repeat(PROG_BENCH_EMPTY_TC, &agg, 1448, 2, REPEAT)?
-            .duration
-            .as_nanos() as f64;
-        let y = l
-            .run_gso_repeat(PROG_TC_GSO, &agg, 1448, 2, REPEAT)?
-            .duration
-            .as_nanos() as f64;
-        b.push(x);
-        t.push(y);
-        ds.push(y - x);
+    let mut worst = f64::MIN;
+    for prog in [PROG_TC_GSO, PROG_TC_GSO_TYPED] {
+        let (e, g, d) = paired(&l, PROG_BENCH_EMPTY_TC, prog, &data)?;
+        worst = worst.max(d);
+        println!(
+            "{:<58} {e:>9.1} {g:>9.1} {d:>+9.1}",
+            format!("{prog}: non-GSO data segment (1400 B)")
+        );
+        let (mut b, mut t, mut ds) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let x = l
+                .run_gso_repeat(PROG_BENCH_EMPTY_TC, &agg, 1448, 2, REPEAT)?
+                .duration
+                .as_nanos() as f64;
+            let y = l
+                .run_gso_repeat(prog, &agg, 1448, 2, REPEAT)?
+                .duration
+                .as_nanos() as f64;
+            b.push(x);
+            t.push(y);
+            ds.push(y - x);
+        }
+        let (e2, g2, d2) = (median(b), median(t), median(ds));
+        println!(
+            "{:<58} {e2:>9.1} {g2:>9.1} {d2:>+9.1}",
+            format!("{prog}: GSO aggregate (2 x 1448 B)")
+        );
     }
-    let (e2, g2, d2) = (median(b), median(t), median(ds));
     println!(
-        "{:<44} {e2:>9.1} {g2:>9.1} {d2:>+9.1}",
-        "GSO aggregate (2 x 1448 B), consistent"
-    );
-    println!(
-        "target: non-GSO <= +3 ns: {} ({d:+.1})",
-        if d <= 3.0 { "met" } else { "NOT met" }
+        "target: non-GSO <= +3 ns: {} (worst {worst:+.1})",
+        if worst <= 3.0 { "met" } else { "NOT met" }
     );
     Ok(())
 }
