@@ -488,6 +488,81 @@ pub const PIN_CONFIG: &str = "mss_config";
 /// Lock and state files of running guards, one per interface.
 pub const RUN_DIR: &str = "/run/pktguard";
 
+/// The drop monitor: a program on the `kfree_skb` raw tracepoint (no trace
+/// record is built for it) that counts drops in the kernel, keyed by
+/// [`DropKey`]; no per-packet event leaves it.
+pub const PROG_DROP_MONITOR: &str = "drop_monitor";
+/// The same as a BTF tracepoint (5.5+, with BTF): plain loads instead of
+/// `bpf_probe_read`, cheaper per drop. Tried first.
+pub const PROG_DROP_MONITOR_BTF: &str = "drop_monitor_btf";
+pub const DROPS_MAP: &str = "DROPS";
+/// Drops not counted because [`DROPS_MAP`] was full (entry 0).
+pub const DROPS_LOST_MAP: &str = "DROPS_LOST";
+pub const DROP_LAYOUT_GLOBAL: &str = "DROP_LAYOUT";
+pub const DROPS_MAX_ENTRIES: u32 = 16384;
+/// The drop monitor's pins and lock when `pktguard run --drop-monitor` runs
+/// it: `pktguard drops` then reads these instead of attaching its own.
+pub const PIN_DROPS_DIR: &str = "/sys/fs/bpf/pktguard/_drops";
+pub const PIN_DROPS: &str = "drops";
+pub const PIN_DROPS_LOST: &str = "drops_lost";
+pub const DROPS_LOCK: &str = "/run/pktguard/_drops.lock";
+
+/// One row of the drop monitor's map. Zero where unknown: reason on kernels
+/// before 5.17, ifindex/netns for an skb without a device.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DropKey {
+    /// The kernel's return address in the function that freed the skb.
+    pub location: u64,
+    /// `enum skb_drop_reason`, as the running kernel numbers it.
+    pub reason: u32,
+    /// `skb->dev->ifindex`.
+    pub ifindex: u32,
+    /// The inode of the device's network namespace.
+    pub netns: u32,
+    /// `skb->protocol`, in host order (0x0800 IPv4).
+    pub protocol: u16,
+    pub _pad: u16,
+}
+
+const _: () = assert!(core::mem::size_of::<DropKey>() == 24);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no implicit padding (size asserted above).
+unsafe impl aya::Pod for DropKey {}
+
+/// What the drop monitor needs to know of the running kernel, resolved in
+/// userspace from the tracepoint's format file and the kernel's BTF (no
+/// CO-RE in Rust eBPF).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropLayout {
+    /// 1 where the tracepoint's third argument is the drop reason (5.17+).
+    pub has_reason: u32,
+    /// offsetof(sk_buff, protocol); 0: neither protocol nor device is read.
+    pub skb_protocol: u32,
+    /// offsetof(sk_buff, dev).
+    pub skb_dev: u32,
+    /// offsetof(net_device, ifindex).
+    pub dev_ifindex: u32,
+    /// offsetof(net_device, nd_net) (a `struct net *`).
+    pub dev_net: u32,
+    /// offsetof(net, ns.inum).
+    pub net_inum: u32,
+    /// Reasons that are not drops: SKB_NOT_DROPPED_YET and SKB_CONSUMED
+    /// ([`DROP_FIELD_NONE`] where the kernel lacks them).
+    pub not_dropped_yet: u32,
+    pub consumed: u32,
+}
+
+pub const DROP_FIELD_NONE: u32 = u32::MAX;
+
+const _: () = assert!(core::mem::size_of::<DropLayout>() == 32);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no implicit padding (size asserted above).
+unsafe impl aya::Pod for DropLayout {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
