@@ -3,6 +3,7 @@
 
 pub mod btf;
 pub mod clamp;
+pub mod drops;
 pub mod lab;
 pub mod lab_csum;
 pub mod lab_gso;

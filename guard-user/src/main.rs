@@ -9,7 +9,7 @@ use guard_common::{
 };
 use guard_user::{
     clamp::{Clamp, Encap},
-    lab, lab_csum, lab_gso,
+    drops, lab, lab_csum, lab_gso,
     loader::{AttachMode, Direction, Features, Guard},
     repair_cfg::{Cidr, RepairMode, RepairSpec},
     stats, sys,
@@ -36,6 +36,14 @@ enum Command {
     Run(RunArgs),
     /// Show the counters of the guarded interfaces (while `run` is running).
     Stats(StatsArgs),
+    /// Show where and why the kernel drops packets, live: reason (from the kernel's own
+    /// BTF), function+offset, protocol and interface, with rate and total per row.
+    ///
+    /// Counts in the kernel (a program on the skb:kfree_skb tracepoint; no per-packet event
+    /// to userspace). Reads the monitor of `pktguard run --drop-monitor` when one runs,
+    /// else attaches its own until it exits. Drop reasons exist since Linux 5.17; older
+    /// kernels are counted by location only.
+    Drops(DropsArgs),
     /// Rebuild an incident in network namespaces and show the guard fixing it.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -45,8 +53,15 @@ enum Command {
 #[command(group(clap::ArgGroup::new("clamp").args(["mtu", "tunnel_dev", "underlay_mtu"])))]
 struct RunArgs {
     /// Interface to guard (repeat for several). On a node: its uplink and/or pod-facing devices.
-    #[arg(long = "iface", required = true, value_name = "IFACE")]
+    #[arg(
+        long = "iface",
+        required_unless_present = "drop_monitor",
+        value_name = "IFACE"
+    )]
     ifaces: Vec<String>,
+    /// Also run the drop monitor (host-wide), whose figures `pktguard drops` then shows.
+    #[arg(long)]
+    drop_monitor: bool,
     /// Where to attach. auto: native XDP on physical NICs whose driver supports it, TC on
     /// virtual devices (where native XDP copies every frame) and when the driver refuses.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
@@ -105,6 +120,28 @@ enum GsoGuardAction {
 }
 
 #[derive(Args)]
+struct DropsArgs {
+    /// How often to redraw (or print): 1s, 500ms, 2.
+    #[arg(long, default_value = "1s", value_parser = drops::parse_interval)]
+    interval: Duration,
+    /// Show at most this many rows, most frequent first (by rate, then total).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    top: usize,
+    /// Stop after K intervals (default: until Ctrl-C).
+    #[arg(long, value_name = "K")]
+    count: Option<u64>,
+    /// One JSON document per interval, one per line.
+    #[arg(long)]
+    json: bool,
+    /// Only drops of packets on this interface (of this network namespace).
+    #[arg(long, value_name = "IFACE")]
+    iface: Option<String>,
+    /// Only this drop reason, as the kernel names it: NO_SOCKET, TCP_CSUM, NETFILTER_DROP...
+    #[arg(long, value_name = "NAME")]
+    reason: Option<String>,
+}
+
+#[derive(Args)]
 struct StatsArgs {
     /// One JSON document instead of a table.
     #[arg(long)]
@@ -143,6 +180,20 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Stats(args) => show_stats(args),
+        Command::Drops(args) => {
+            if args.top == 0 || args.count == Some(0) {
+                Err(anyhow::anyhow!("--top and --count must be at least 1"))
+            } else {
+                drops::run(&drops::Options {
+                    interval: args.interval,
+                    top: args.top,
+                    count: args.count,
+                    json: args.json,
+                    iface: args.iface,
+                    reason: args.reason,
+                })
+            }
+        }
         Command::Lab(LabCommand::Mss { bytes, stall_secs }) => sys::check_privileges()
             .and_then(|()| lab::report(bytes, Duration::from_secs(stall_secs))),
         Command::Lab(LabCommand::Gso) => sys::check_privileges().and_then(|()| lab_gso::report()),
@@ -182,9 +233,9 @@ fn features_of(args: &RunArgs) -> Result<Features> {
     }
     let clamp = if args.mtu.is_some() || args.tunnel_dev.is_some() || args.underlay_mtu.is_some() {
         Some(clamp_of(args)?)
-    } else if repair.is_none() && gso.is_none() {
+    } else if repair.is_none() && gso.is_none() && !args.drop_monitor {
         bail!(
-            "give a clamp (--mtu, --tunnel-dev, or --underlay-mtu with --encap), --csum-repair and/or --gso-guard"
+            "give a clamp (--mtu, --tunnel-dev, or --underlay-mtu with --encap), --csum-repair, --gso-guard and/or --drop-monitor"
         );
     } else {
         None
@@ -248,6 +299,23 @@ fn run(args: RunArgs) -> Result<()> {
             g.max_segs
         );
     }
+    if !args.ifaces.is_empty()
+        && features.clamp.is_none()
+        && features.repair.is_none()
+        && features.gso.is_none()
+    {
+        bail!("--iface needs something to do there: a clamp, --csum-repair or --gso-guard");
+    }
+    let monitor = if args.drop_monitor {
+        let m = drops::DropMonitor::start(true).context("starting the drop monitor")?;
+        println!("pktguard: drop monitor attached to skb:kfree_skb; `pktguard drops` shows it");
+        for n in &m.notes {
+            println!("pktguard: drop monitor: {n}");
+        }
+        Some(m)
+    } else {
+        None
+    };
     let mut guards = Vec::new();
     for iface in &args.ifaces {
         // An error here drops the guards already started: nothing stays attached.
@@ -310,6 +378,28 @@ fn run(args: RunArgs) -> Result<()> {
         }
     }
     drop(guards);
+    if let Some(m) = monitor {
+        let (snap, _) = m.snapshot()?;
+        let mut names = drops::IfaceNames::new()?;
+        let rows = drops::rows(
+            &snap,
+            &Default::default(),
+            Duration::from_secs(1),
+            &Default::default(),
+            5,
+            |k| drops::name_key(&m, &mut names, k),
+        );
+        println!(
+            "pktguard: drop monitor: {} drops counted; most frequent:",
+            snap.values().sum::<u64>()
+        );
+        for r in rows {
+            println!(
+                "pktguard:   {:>10}  {:<24} {:<6} {:<16} {}",
+                r.total, r.reason, r.protocol, r.iface, r.location
+            );
+        }
+    }
     Ok(())
 }
 

@@ -280,7 +280,7 @@ pub fn render_table(stats: &[IfaceStats]) -> String {
 
 /// A JSON string literal (interface names may hold any byte but '/', ':'
 /// and white space).
-fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {

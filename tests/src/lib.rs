@@ -64,6 +64,18 @@ impl Loaded {
             let p: &mut SchedClassifier = ebpf.program_mut(name).expect("tc program").try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;
         }
+        let p: &mut aya::programs::RawTracePoint = ebpf
+            .program_mut(guard_common::PROG_DROP_MONITOR)
+            .expect("drop monitor")
+            .try_into()?;
+        p.load().context("loading the drop monitor")?;
+        let btf = aya::Btf::from_sys_fs()?;
+        let p: &mut aya::programs::BtfTracePoint = ebpf
+            .program_mut(guard_common::PROG_DROP_MONITOR_BTF)
+            .expect("drop monitor (BTF)")
+            .try_into()?;
+        p.load("kfree_skb", &btf)
+            .context("loading the drop monitor (BTF)")?;
         let mut loaded = Loaded { ebpf };
         loaded.set_config(cfg)?;
         Ok(loaded)
@@ -512,5 +524,72 @@ impl Table {
             self.rows,
             self.failures.join("\n")
         );
+    }
+}
+
+/// A `pktguard drops --json` in the background: every interval's JSON
+/// document, parsed as a user's tooling would.
+pub struct DropsWatch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl DropsWatch {
+    /// Starts `pktguard drops --json --interval 200ms ARGS` in `ns` and waits
+    /// for its first document (the monitor is attached from then on).
+    pub fn start(ns: &Netns, args: &[&str]) -> Result<DropsWatch> {
+        let mut all = vec!["drops", "--json", "--interval", "200ms"];
+        all.extend_from_slice(args);
+        let mut child = pktguard_in(ns, &all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting pktguard drops")?;
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let w = DropsWatch { child, lines: rx };
+        w.lines
+            .recv_timeout(Duration::from_secs(20))
+            .context("pktguard drops printed nothing")?;
+        Ok(w)
+    }
+
+    /// The first document (within `limit`) with a row that `pred` accepts;
+    /// that row. Every document must parse.
+    pub fn wait_for(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut last = String::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                break;
+            };
+            let doc: serde_json::Value = serde_json::from_str(&line)
+                .with_context(|| format!("--json printed a line that does not parse: {line}"))?;
+            let rows = doc["drops"]
+                .as_array()
+                .ok_or_else(|| anyhow!("no drops array in {line}"))?;
+            if let Some(row) = rows.iter().find(|r| pred(r)) {
+                return Ok(row.clone());
+            }
+            last = line;
+        }
+        bail!("no matching drop within {limit:?}; last document: {last}")
+    }
+}
+
+impl Drop for DropsWatch {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child; nsenter forwards it.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = wait_timeout(&mut self.child, Duration::from_secs(10));
     }
 }

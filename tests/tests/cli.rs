@@ -332,3 +332,64 @@ fn unprivileged_run_is_refused_with_advice() {
     assert!(Path::new(&bin).exists());
     assert!(leftovers(&ns).is_empty());
 }
+
+/// `pktguard run --drop-monitor` runs the monitor (pinned, host-wide);
+/// `pktguard drops` reads it instead of attaching its own; stopping `run`
+/// prints the most frequent drops and removes the pins. (Here, not with the
+/// other drop tests: while it runs, every `pktguard drops` reads it.)
+#[test]
+fn drops_reads_the_monitor_of_run_drop_monitor() {
+    let (ns, _peer) = host();
+    let run = Running::start(&ns, &["--drop-monitor"]).unwrap();
+    assert!(Path::new(guard_common::PIN_DROPS_DIR).exists());
+    ns.run(|| {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        for _ in 0..20 {
+            let _ = s.send_to(b"x", "127.0.0.1:9");
+        }
+        Ok(())
+    })
+    .unwrap();
+    let out = pktguard_in(
+        &ns,
+        &[
+            "drops",
+            "--json",
+            "--count",
+            "1",
+            "--interval",
+            "100ms",
+            "--reason",
+            "NO_SOCKET",
+            "--iface",
+            "lo",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reading the monitor of pktguard run"),
+        "{stderr}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let rows = doc["drops"].as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r["reason"] == "NO_SOCKET"
+            && r["function"] == "__udp4_lib_rcv"
+            && r["iface"] == "lo"
+            && r["total"].as_u64().unwrap() >= 20),
+        "{doc}"
+    );
+    let (status, output) = run.stop(libc::SIGTERM).unwrap();
+    assert!(status.success(), "{output:?}");
+    assert!(
+        output
+            .iter()
+            .any(|l| l.contains("drop monitor:") && l.contains("drops counted")),
+        "{output:?}"
+    );
+    assert!(!Path::new(guard_common::PIN_DROPS_DIR).exists());
+    assert!(!Path::new(guard_common::DROPS_LOCK).exists());
+}
