@@ -36,7 +36,8 @@ enum Cmd {
     /// Set up, build, and rebuild incidents 3, 1 and 4 in namespaces: `pktguard lab mss`,
     /// `pktguard lab gso` and `pktguard lab csum`.
     Lab,
-    /// Set up, build, and measure ns per packet with BPF_PROG_TEST_RUN.
+    /// Set up, build, and measure: `mss`, `csum`, `gso` (ns per packet with
+    /// BPF_PROG_TEST_RUN) or `drops` (the drop monitor's cost on a drop flood).
     Bench {
         /// Which benchmark.
         #[arg(default_value = "mss")]

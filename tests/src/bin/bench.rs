@@ -268,11 +268,143 @@ fn gso() -> Result<()> {
     Ok(())
 }
 
+/// Packets per second a UDP flood to a closed port reaches for `window`,
+/// every one of them dropped by the kernel (NO_SOCKET), counted by the
+/// receiver's own UdpNoPorts counter.
+fn drop_rate(
+    a: &guard_user::netns::Netns,
+    b: &guard_user::netns::Netns,
+    window: Duration,
+) -> Result<f64> {
+    let no_ports = || -> Result<u64> {
+        let snmp = b.exec(&["cat", "/proc/net/snmp"])?;
+        let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let (names, values) = (udp.next().unwrap_or(""), udp.next().unwrap_or(""));
+        let i = names
+            .split_whitespace()
+            .position(|n| n == "NoPorts")
+            .ok_or_else(|| anyhow::anyhow!("no Udp NoPorts in /proc/net/snmp"))?;
+        Ok(values.split_whitespace().nth(i).unwrap_or("0").parse()?)
+    };
+    let before = no_ports()?;
+    let start = std::time::Instant::now();
+    a.run(|| {
+        let s = std::net::UdpSocket::bind("10.79.0.1:0")?;
+        s.connect("10.79.0.2:9")?;
+        let deadline = std::time::Instant::now() + window;
+        let buf = [0x5a; 64];
+        while std::time::Instant::now() < deadline {
+            for _ in 0..256 {
+                // ECONNREFUSED comes back now and then (ICMP): expected.
+                let _ = s.send(&buf);
+            }
+        }
+        Ok(())
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(50));
+    Ok((no_ports()? - before) as f64 / secs)
+}
+
+/// `cargo xtask bench drops`: the drop monitor's cost on a flood of packets
+/// the kernel drops, with and without it, alternately in the same run.
+fn drops() -> Result<()> {
+    use guard_user::netns::{self, Netns, VethEnd};
+    let tag = netns::unique_tag();
+    let a = Netns::new(&format!("pg-{tag}-ba"))?;
+    let b = Netns::new(&format!("pg-{tag}-bb"))?;
+    netns::veth(
+        &VethEnd {
+            ns: &a,
+            name: "a0",
+            addrs: &["10.79.0.1/24"],
+            mtu: 1500,
+        },
+        &VethEnd {
+            ns: &b,
+            name: "b0",
+            addrs: &["10.79.0.2/24"],
+            mtu: 1500,
+        },
+    )?;
+    let link = b.ip(&["-br", "link", "show", "dev", "b0"])?;
+    let mac = link
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    a.ip(&[
+        "neigh",
+        "replace",
+        "10.79.0.2",
+        "lladdr",
+        &mac,
+        "dev",
+        "a0",
+        "nud",
+        "permanent",
+    ])?;
+    // ICMP errors are rate-limited anyway; none at all keeps the flood steady.
+    b.sysctl("net.ipv4.icmp_ratelimit", "0")?;
+    b.sysctl("net.ipv4.icmp_ratemask", "0")?;
+    let window = Duration::from_millis(1000);
+    println!(
+        "bench drops: UDP flood to a closed port over veth (one sender), {} ms windows, \
+         median of 7 rounds alternating without/with the monitor; kernel {}",
+        window.as_millis(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
+    );
+    drop_rate(&a, &b, Duration::from_millis(300))?; // warm-up
+    for raw_only in [false, true] {
+        drops_rounds(&a, &b, window, raw_only)?;
+    }
+    Ok(())
+}
+
+fn drops_rounds(
+    a: &guard_user::netns::Netns,
+    b: &guard_user::netns::Netns,
+    window: Duration,
+    raw_only: bool,
+) -> Result<()> {
+    const DROP_ROUNDS: usize = 7;
+    let (mut without, mut with, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let mut program = "";
+    for _ in 0..DROP_ROUNDS {
+        let x = drop_rate(a, b, window)?;
+        let mon = guard_user::drops::DropMonitor::start_with(false, raw_only)?;
+        program = mon.program;
+        let y = drop_rate(a, b, window)?;
+        let (snap, _) = mon.snapshot()?;
+        drop(mon);
+        let counted: u64 = snap.values().sum();
+        if (counted as f64) < y * window.as_secs_f64() * 0.9 {
+            bail!(
+                "the monitor counted {counted} drops of about {y:.0}: it is not seeing the flood"
+            );
+        }
+        without.push(x);
+        with.push(y);
+        ratio.push(y / x);
+    }
+    let (x, y, r) = (median(without), median(with), median(ratio));
+    println!("{program}:");
+    println!("  {:<28} {x:>12.0} drops/s", "without the monitor");
+    println!("  {:<28} {y:>12.0} drops/s", "with the monitor");
+    let cost = (1.0 - r) * 100.0;
+    println!(
+        "  cost: {cost:.1}% of the drop rate (median of per-round ratios); target <= 5%: {}",
+        if cost <= 5.0 { "met" } else { "NOT met" }
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match std::env::args().nth(1).as_deref() {
         None | Some("mss") => mss(),
         Some("csum") => csum(),
         Some("gso") => gso(),
-        Some(other) => bail!("unknown benchmark {other:?}: try `mss`, `csum` or `gso`"),
+        Some("drops") => drops(),
+        Some(other) => bail!("unknown benchmark {other:?}: try `mss`, `csum`, `gso` or `drops`"),
     }
 }
