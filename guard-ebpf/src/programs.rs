@@ -579,14 +579,14 @@ fn kread<T: Default>(base: u64, off: u32) -> T {
 /// drops are skipped.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn drop_monitor_btf(ctx: BtfTracePointContext) -> i32 {
-    count_drop::<true>(ctx.arg(0), ctx.arg(1), ctx.arg(2))
+    count_drop::<true>(ctx.arg(0), ctx.arg(1), || ctx.arg(2))
 }
 
 /// [`drop_monitor_btf`] as a raw tracepoint (4.17+, no BTF needed): fields
 /// are read with `bpf_probe_read`, which costs more per drop.
 #[raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn drop_monitor(ctx: RawTracePointContext) -> i32 {
-    count_drop::<false>(ctx.arg(0), ctx.arg(1), ctx.arg(2))
+    count_drop::<false>(ctx.arg(0), ctx.arg(1), || ctx.arg(2))
 }
 
 /// A kernel value at `base + off`: a plain load (BTF-typed pointers; the
@@ -603,11 +603,13 @@ fn field<const BTF: bool, T: Default + Copy>(base: u64, off: u32) -> T {
     }
 }
 
+/// `reason_arg` reads the third argument only where the tracepoint has
+/// one: reading past its arguments would make the attach fail before 5.17.
 #[inline(always)]
-fn count_drop<const BTF: bool>(skb: u64, location: u64, reason_arg: u64) -> i32 {
+fn count_drop<const BTF: bool>(skb: u64, location: u64, reason_arg: impl FnOnce() -> u64) -> i32 {
     let l = DROP_LAYOUT.load();
     let reason = if l.has_reason != 0 {
-        reason_arg as u32
+        reason_arg() as u32
     } else {
         0
     };
