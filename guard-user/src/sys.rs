@@ -21,7 +21,7 @@ fn ctl_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+pub(crate) fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0']) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -36,7 +36,7 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     Ok(req)
 }
 
-fn ioctl(req: &mut libc::ifreq, op: libc::Ioctl) -> io::Result<()> {
+pub(crate) fn ioctl(req: &mut libc::ifreq, op: libc::Ioctl) -> io::Result<()> {
     let sock = ctl_socket()?;
     // SAFETY: `req` is a valid ifreq for these SIOC* requests.
     if unsafe { libc::ioctl(sock.as_raw_fd(), op, req as *mut libc::ifreq) } < 0 {
