@@ -3,12 +3,15 @@
 
 pub mod btf;
 pub mod clamp;
+pub mod doctor;
 pub mod drops;
+pub mod ethtool;
 pub mod lab;
 pub mod lab_csum;
 pub mod lab_gso;
 pub mod loader;
 pub mod netns;
 pub mod repair_cfg;
+pub mod rtnl;
 pub mod stats;
 pub mod sys;

@@ -9,7 +9,7 @@ use guard_common::{
 };
 use guard_user::{
     clamp::{Clamp, Encap},
-    drops, lab, lab_csum, lab_gso,
+    doctor, drops, lab, lab_csum, lab_gso,
     loader::{AttachMode, Direction, Features, Guard},
     repair_cfg::{Cidr, RepairMode, RepairSpec},
     stats, sys,
@@ -44,6 +44,13 @@ enum Command {
     /// else attaches its own until it exits. Drop reasons exist since Linux 5.17; older
     /// kernels are counted by location only.
     Drops(DropsArgs),
+    /// Check the host settings behind each incident: LRO while forwarding, the IPv6 route
+    /// cache limit, tunnel and pod MTUs, VXLAN checksum offload with double SNAT, split
+    /// iptables backends, and pktguard itself.
+    ///
+    /// Each check says ok, warn, fail or skipped (with why), shows the evidence it read and the
+    /// command that fixes what it found. Exits 1 when a check fails.
+    Doctor(DoctorArgs),
     /// Rebuild an incident in network namespaces and show the guard fixing it.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -142,6 +149,22 @@ struct DropsArgs {
 }
 
 #[derive(Args)]
+struct DoctorArgs {
+    /// One JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Apply the safe fixes (offload toggles: LRO/hardware GRO off on a forwarding host,
+    /// VXLAN tx checksum offload off on a kernel without the NAT fix), say what changed,
+    /// and check again. Nothing else is ever changed.
+    #[arg(long)]
+    fix: bool,
+    /// Read a captured tree instead of this host (procfs files under DIR, plus `links`,
+    /// `ethtool/IFACE` and `commands/TOOL` files: see the README).
+    #[arg(long, value_name = "DIR")]
+    root: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
 struct StatsArgs {
     /// One JSON document instead of a table.
     #[arg(long)]
@@ -180,6 +203,31 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Stats(args) => show_stats(args),
+        Command::Doctor(args) => {
+            let result = match &args.root {
+                Some(root) => {
+                    let host = doctor::Fixture { root: root.clone() };
+                    doctor::doctor(&host, args.json, args.fix)
+                }
+                None => {
+                    if args.fix
+                        && let Err(e) = sys::check_privileges()
+                    {
+                        eprintln!("pktguard: error: --fix: {e:#}");
+                        return ExitCode::from(2);
+                    }
+                    doctor::doctor(&doctor::Live, args.json, args.fix)
+                }
+            };
+            return match result {
+                Ok(false) => ExitCode::SUCCESS,
+                Ok(true) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("pktguard: error: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Drops(args) => {
             if args.top == 0 || args.count == Some(0) {
                 Err(anyhow::anyhow!("--top and --count must be at least 1"))

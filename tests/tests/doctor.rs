@@ -1,0 +1,499 @@
+//! `pktguard doctor`: for every check a passing and a failing case, made for
+//! real in a namespace where a namespace can hold the state (sysctls,
+//! devices, offloads, iptables rules in both backends), and with fixture
+//! trees for what it cannot fake (kernel version, rt6_stats near the
+//! limit, LRO). `--fix` is tested on a real VXLAN device.
+
+use std::{fs, path::PathBuf};
+
+use guard_user::{
+    doctor::{self, Check, Fixture, Live, Overlay, Status},
+    ethtool,
+    netns::{self, Netns, VethEnd},
+};
+use pktguard_tests::{Running, pktguard_in};
+
+/// A fixture tree in a temporary directory, removed on drop.
+struct Tree(PathBuf);
+
+impl Tree {
+    fn new(files: &[(&str, &str)]) -> Tree {
+        let root = std::env::temp_dir().join(format!("pktguard-doctor-{}", netns::unique_tag()));
+        for (path, text) in files {
+            let p = root.join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        Tree(root)
+    }
+
+    fn host(&self) -> Fixture {
+        Fixture {
+            root: self.0.clone(),
+        }
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn check<'a>(checks: &'a [Check], id: &str) -> &'a Check {
+    checks.iter().find(|c| c.id == id).expect(id)
+}
+
+/// The checks of `ns`, run from inside it.
+fn live_checks(ns: &Netns) -> Vec<Check> {
+    ns.run(|| Ok(doctor::run_checks(&Live))).unwrap()
+}
+
+/// The checks of `ns` seen with the fixture's files first (an old kernel).
+fn overlay_checks(ns: &Netns, tree: &Tree) -> Vec<Check> {
+    let root = tree.0.clone();
+    ns.run(move || {
+        Ok(doctor::run_checks(&Overlay {
+            files: Fixture { root },
+        }))
+    })
+    .unwrap()
+}
+
+fn ns(name: &str) -> Netns {
+    Netns::new(&format!("pg-{}-{name}", netns::unique_tag())).unwrap()
+}
+
+/// A namespace with an underlay veth `u0` (MTU 1500, peer elsewhere).
+fn node() -> (Netns, Netns) {
+    let (n, peer) = (ns("doc"), ns("docpeer"));
+    netns::veth(
+        &VethEnd {
+            ns: &n,
+            name: "u0",
+            addrs: &["10.88.0.1/24"],
+            mtu: 1500,
+        },
+        &VethEnd {
+            ns: &peer,
+            name: "u1",
+            addrs: &["10.88.0.2/24"],
+            mtu: 1500,
+        },
+    )
+    .unwrap();
+    (n, peer)
+}
+
+fn vxlan(n: &Netns, mtu: u32) {
+    n.ip(&[
+        "link",
+        "add",
+        "vx0",
+        "type",
+        "vxlan",
+        "id",
+        "42",
+        "dstport",
+        "8472",
+        "local",
+        "10.88.0.1",
+        "dev",
+        "u0",
+    ])
+    .unwrap();
+    n.ip(&["link", "set", "vx0", "mtu", &mtu.to_string(), "up"])
+        .unwrap();
+}
+
+// Incident 1 -------------------------------------------------------------
+
+#[test]
+fn lro_forwarding_namespace_without_lro_is_ok() {
+    let (n, _p) = node();
+    n.sysctl("net.ipv4.ip_forward", "1").unwrap();
+    let checks = live_checks(&n);
+    let c = check(&checks, "lro");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.summary.contains("forwarding"), "{c:?}");
+    assert!(c.evidence[0].contains("ip_forward=1"), "{c:?}");
+}
+
+#[test]
+fn lro_on_a_forwarding_host_fails_and_fix_turns_it_off() {
+    let tree = Tree::new(&[
+        ("proc/sys/net/ipv4/ip_forward", "1\n"),
+        ("links", "1 lo - 65536\n2 eth0 - 1500\n3 eth1 - 1500\n"),
+        (
+            "ethtool/eth0",
+            "rx-gro on\nrx-lro on\nrx-gro-hw off fixed\n",
+        ),
+        ("ethtool/eth1", "rx-gro on\nrx-lro off\n"),
+    ]);
+    let checks = doctor::run_checks(&tree.host());
+    let c = check(&checks, "lro");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert_eq!(c.fix, ["ethtool -K eth0 lro off"]);
+    // The same through the CLI: exit 1, then --fix, exit 0.
+    let root = tree.0.to_str().unwrap();
+    let out = std::process::Command::new(pktguard_tests::pktguard_bin())
+        .args(["doctor", "--root", root])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = std::process::Command::new(pktguard_tests::pktguard_bin())
+        .args(["doctor", "--root", root, "--fix"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("changed: ethtool -K eth0 lro off"), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let after = fs::read_to_string(tree.0.join("ethtool/eth0")).unwrap();
+    assert!(after.contains("rx-lro off"), "{after}");
+}
+
+#[test]
+fn lro_on_a_host_that_does_not_forward_is_ok() {
+    let tree = Tree::new(&[
+        ("proc/sys/net/ipv4/ip_forward", "0\n"),
+        ("proc/sys/net/ipv6/conf/all/forwarding", "0\n"),
+        ("links", "2 eth0 - 1500\n"),
+        ("ethtool/eth0", "rx-lro on\n"),
+    ]);
+    let c = doctor::run_checks(&tree.host());
+    let c = check(&c, "lro");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.fixes.is_empty());
+}
+
+// Incident 2 -------------------------------------------------------------
+
+#[test]
+fn rt6_reads_the_namespace_and_is_ok_on_this_kernel() {
+    let (n, _p) = node();
+    n.sysctl("net.ipv6.route.max_size", "123456").unwrap();
+    let checks = live_checks(&n);
+    let c = check(&checks, "ipv6_route_cache");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.evidence[0].contains("max_size 123456"), "{c:?}");
+    assert!(c.evidence[1].starts_with("Ip6InNoRoutes"), "{c:?}");
+}
+
+#[test]
+fn rt6_near_the_limit_on_4_19_fails_and_at_60_percent_warns() {
+    for (used, status) in [
+        (0xf00, Status::Fail),
+        (0x99a, Status::Warn),
+        (0x100, Status::Ok),
+    ] {
+        let stats = format!("0010 0008 0000 0008 0000 {used:04x} 0000\n");
+        let tree = Tree::new(&[
+            ("proc/sys/kernel/osrelease", "4.19.113-300.el7.x86_64\n"),
+            ("proc/net/rt6_stats", &stats),
+            ("proc/sys/net/ipv6/route/max_size", "4096\n"),
+            ("proc/net/snmp6", "Ip6InNoRoutes 17\nIp6OutNoRoutes 3\n"),
+            ("links", ""),
+        ]);
+        let checks = doctor::run_checks(&tree.host());
+        let c = check(&checks, "ipv6_route_cache");
+        assert_eq!(c.status, status, "{used}: {c:?}");
+        assert!(c.evidence[1].contains("Ip6InNoRoutes 17"), "{c:?}");
+        if status != Status::Ok {
+            assert!(
+                c.fix[0].starts_with("sysctl -w net.ipv6.route.max_size="),
+                "{c:?}"
+            );
+        }
+    }
+}
+
+// Incident 3 -------------------------------------------------------------
+
+/// The kernel refuses a VXLAN MTU above what its `dev` allows, but not an
+/// underlay lowered later, nor a VXLAN device without `dev` (its underlay is
+/// the default route's device).
+#[test]
+fn vxlan_larger_than_its_underlay_fails() {
+    let (n, _p) = node();
+    vxlan(&n, 1450);
+    n.ip(&["link", "set", "u0", "mtu", "1400"]).unwrap();
+    let checks = live_checks(&n);
+    let c = check(&checks, "tunnel_mtu");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.fix.contains(&"ip link set dev vx0 mtu 1350".to_string()),
+        "{c:?}"
+    );
+
+    let (n, _p) = node();
+    n.ip(&["route", "add", "default", "via", "10.88.0.2", "dev", "u0"])
+        .unwrap();
+    n.ip(&[
+        "link",
+        "add",
+        "vx1",
+        "type",
+        "vxlan",
+        "id",
+        "43",
+        "dstport",
+        "4789",
+        "local",
+        "10.88.0.1",
+    ])
+    .unwrap();
+    n.ip(&["link", "set", "vx1", "mtu", "1500", "up"]).unwrap();
+    let checks = live_checks(&n);
+    let c = check(&checks, "tunnel_mtu");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.evidence[0].contains("over u0 (MTU 1500)"), "{c:?}");
+}
+
+#[test]
+fn vxlan_that_fits_is_ok_until_a_pod_is_larger() {
+    let (n, _p) = node();
+    vxlan(&n, 1450);
+    let c = live_checks(&n);
+    assert_eq!(check(&c, "tunnel_mtu").status, Status::Ok, "{c:?}");
+    // A pod-side veth of 1500 behind a 1450 tunnel: a warning, until
+    // pktguard clamps the MSS.
+    let pod = ns("docpod");
+    netns::veth(
+        &VethEnd {
+            ns: &n,
+            name: "pod0",
+            addrs: &[],
+            mtu: 1500,
+        },
+        &VethEnd {
+            ns: &pod,
+            name: "eth0",
+            addrs: &[],
+            mtu: 1500,
+        },
+    )
+    .unwrap();
+    let checks = live_checks(&n);
+    let c = check(&checks, "tunnel_mtu");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.fix[0].contains("--tunnel-dev vx0"), "{c:?}");
+    let guard = Running::start(&n, &["--iface", "pod0", "--tunnel-dev", "vx0"]).unwrap();
+    let checks = live_checks(&n);
+    let c = check(&checks, "tunnel_mtu");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(
+        c.evidence.iter().any(|e| e.contains("pktguard clamps MSS")),
+        "{c:?}"
+    );
+    let p = check(&checks, "pktguard");
+    assert!(p.summary.contains("1 interface"), "{p:?}");
+    drop(guard);
+}
+
+// Incident 4 -------------------------------------------------------------
+
+fn masquerade_random_fully(n: &Netns) {
+    n.exec(&[
+        "iptables-nft",
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-o",
+        "u0",
+        "-j",
+        "MASQUERADE",
+        "--random-fully",
+    ])
+    .unwrap();
+}
+
+#[test]
+fn vxlan_csum_offload_is_ok_on_a_fixed_kernel() {
+    let (n, _p) = node();
+    vxlan(&n, 1450);
+    masquerade_random_fully(&n);
+    let checks = live_checks(&n);
+    let c = check(&checks, "vxlan_csum");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e.contains("tx-checksum-ip-generic on: vx0")),
+        "{c:?}"
+    );
+    assert!(
+        c.evidence.iter().any(|e| e.contains("--random-fully in")),
+        "{c:?}"
+    );
+}
+
+/// The real VXLAN device and rule seen as on 4.19.90 (before the NAT fix):
+/// fail; --fix turns the offload off for real; checked again: ok.
+#[test]
+fn vxlan_csum_offload_with_random_fully_on_4_19_fails_and_fix_turns_it_off() {
+    let (n, _p) = node();
+    vxlan(&n, 1450);
+    masquerade_random_fully(&n);
+    let tree = Tree::new(&[(
+        "proc/sys/kernel/osrelease",
+        "4.19.90-24.4.v2101.ky10.x86_64\n",
+    )]);
+    let checks = overlay_checks(&n, &tree);
+    let c = check(&checks, "vxlan_csum");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert_eq!(c.fix, ["ethtool -K vx0 tx-checksum-ip-generic off"]);
+    let root = tree.0.clone();
+    let (changed, failed) = n
+        .run(move || {
+            let host = Overlay {
+                files: Fixture { root },
+            };
+            Ok(doctor::apply_fixes(&host, &doctor::run_checks(&host)))
+        })
+        .unwrap();
+    assert_eq!(
+        changed,
+        ["ethtool -K vx0 tx-checksum-ip-generic off"],
+        "{failed:?}"
+    );
+    let off = n
+        .run(|| ethtool::features("vx0"))
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == "tx-checksum-ip-generic")
+        .unwrap();
+    assert!(!off.active, "{off:?}");
+    let checks = overlay_checks(&n, &tree);
+    assert_eq!(check(&checks, "vxlan_csum").status, Status::Ok);
+}
+
+// Incident 5 -------------------------------------------------------------
+
+#[test]
+fn rules_in_both_iptables_backends_fail_one_backend_is_ok() {
+    let (n, _p) = node();
+    n.exec(&[
+        "iptables-nft",
+        "-A",
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        "22",
+        "-j",
+        "ACCEPT",
+    ])
+    .unwrap();
+    let checks = live_checks(&n);
+    assert_eq!(check(&checks, "iptables_backends").status, Status::Ok);
+    n.exec(&[
+        "iptables-legacy",
+        "-A",
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        "80",
+        "-j",
+        "ACCEPT",
+    ])
+    .unwrap();
+    let checks = live_checks(&n);
+    let c = check(&checks, "iptables_backends");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.evidence[0].contains("legacy backend: 1 rules; nft backend: 1 rules"),
+        "{c:?}"
+    );
+    let _ = n.exec(&["iptables-legacy", "-F"]);
+}
+
+#[test]
+fn kube_chains_without_kube_mark_drop_are_flagged() {
+    let (n, _p) = node();
+    n.exec(&["iptables-nft", "-N", "KUBE-SERVICES"]).unwrap();
+    let checks = live_checks(&n);
+    let c = check(&checks, "kube_mark_drop");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.summary.contains("iptables-nft-save"), "{c:?}");
+    n.exec(&["iptables-nft", "-N", "KUBE-MARK-DROP"]).unwrap();
+    let checks = live_checks(&n);
+    assert_eq!(check(&checks, "kube_mark_drop").status, Status::Ok);
+}
+
+#[test]
+fn a_missing_tool_is_skipped_with_the_reason() {
+    let tree = Tree::new(&[("links", "1 lo - 65536\n")]);
+    let checks = doctor::run_checks(&tree.host());
+    let c = check(&checks, "iptables_backends");
+    assert_eq!(c.status, Status::Skipped, "{c:?}");
+    assert!(
+        c.summary.contains("iptables-legacy-save not installed"),
+        "{c:?}"
+    );
+    // Nothing readable: every check still answers.
+    let c = check(&checks, "ipv6_route_cache");
+    assert_eq!(c.status, Status::Skipped, "{c:?}");
+}
+
+// pktguard itself and the CLI --------------------------------------------
+
+#[test]
+fn stale_pktguard_state_warns() {
+    let tree = Tree::new(&[
+        ("links", ""),
+        (
+            "run/pktguard/eth0.lock",
+            "pid=4242\niface=eth0\nhooks=tc-ingress\nmss_v4=1400\nmss_v6=1380\n",
+        ),
+    ]);
+    // A fixture counts every state file as running...
+    let checks = doctor::run_checks(&tree.host());
+    let c = check(&checks, "pktguard");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.evidence[0].contains("MSS clamp 1400/1380"), "{c:?}");
+    // ...a live host only those whose lock is held.
+    let (n, _p) = node();
+    let dir = std::path::Path::new(guard_common::RUN_DIR);
+    fs::create_dir_all(dir).unwrap();
+    let key = n.run(|| guard_user::sys::iface_key("u0")).unwrap();
+    let stale = dir.join(format!("{key}.lock"));
+    fs::write(&stale, "pid=4242\niface=u0\n").unwrap();
+    let checks = live_checks(&n);
+    let _ = fs::remove_file(&stale);
+    let c = check(&checks, "pktguard");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+}
+
+#[test]
+fn doctor_json_parses_and_names_every_check() {
+    let (n, _p) = node();
+    let out = pktguard_in(&n, &["doctor", "--json"]).output().unwrap();
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let ids: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "lro",
+            "ipv6_route_cache",
+            "tunnel_mtu",
+            "vxlan_csum",
+            "iptables_backends",
+            "kube_mark_drop",
+            "pktguard"
+        ]
+    );
+    for c in doc["checks"].as_array().unwrap() {
+        assert!(
+            ["ok", "warn", "fail", "skipped"].contains(&c["status"].as_str().unwrap()),
+            "{c}"
+        );
+    }
+}
