@@ -287,6 +287,12 @@ fn vxlan_that_fits_is_ok_until_a_pod_is_larger() {
     );
     let p = check(&checks, "pktguard");
     assert!(p.summary.contains("1 interface"), "{p:?}");
+    assert!(
+        p.evidence
+            .iter()
+            .any(|e| e.starts_with("pod0 counters: seen")),
+        "{p:?}"
+    );
     drop(guard);
 }
 

@@ -39,6 +39,10 @@ pub trait Host {
     fn key_suffix(&self) -> String {
         String::new()
     }
+    /// One line of counters per guarded interface of this namespace.
+    fn guard_counters(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The machine this runs on.
@@ -101,6 +105,41 @@ impl Host for Live {
 
     fn key_suffix(&self) -> String {
         crate::sys::iface_key("").unwrap_or_default()
+    }
+
+    fn guard_counters(&self) -> Vec<String> {
+        use guard_common::MssCounter;
+        crate::stats::collect(None)
+            .unwrap_or_default()
+            .iter()
+            .map(|i| {
+                let sum = |c| i.hooks.iter().map(|h| h.get(c)).sum::<u64>();
+                let mut line = format!(
+                    "{} counters: seen {}, SYNs {}, clamped {}",
+                    i.iface,
+                    sum(MssCounter::Seen),
+                    sum(MssCounter::Syn),
+                    sum(MssCounter::Clamped)
+                );
+                if !i.csum.is_empty() {
+                    let fixed: u64 = i
+                        .csum
+                        .iter()
+                        .map(|h| h.get(guard_common::CsumOutcome::OuterRepaired))
+                        .sum();
+                    line.push_str(&format!(", outer checksums repaired {fixed}"));
+                }
+                if let Some((g, _)) = &i.gso {
+                    let bad: u64 = guard_common::GsoOutcome::ALL
+                        .iter()
+                        .filter(|o| o.is_malformed())
+                        .map(|o| g[*o as usize])
+                        .sum();
+                    line.push_str(&format!(", malformed GSO {bad}"));
+                }
+                line
+            })
+            .collect()
     }
 }
 
@@ -246,5 +285,8 @@ impl Host for Overlay {
     }
     fn key_suffix(&self) -> String {
         Live.key_suffix()
+    }
+    fn guard_counters(&self) -> Vec<String> {
+        Live.guard_counters()
     }
 }

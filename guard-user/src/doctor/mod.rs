@@ -658,7 +658,8 @@ fn pktguard(host: &dyn Host) -> Check {
             .push("`pktguard stats` shows counters while one runs".to_string());
         return c.set(Status::Ok, "no pktguard runs on this host");
     }
-    c.evidence.push("counters: pktguard stats".to_string());
+    c.evidence.extend(host.guard_counters());
+    c.evidence.push("all counters: pktguard stats".to_string());
     c.set(Status::Ok, format!("{running} interface(s) guarded"))
 }
 
