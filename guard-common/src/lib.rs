@@ -55,6 +55,21 @@ pub enum MssOutcome {
 }
 
 impl MssOutcome {
+    /// The outcome's name in metrics (`reason` label).
+    pub const fn name(self) -> &'static str {
+        match self {
+            MssOutcome::NotSyn => "not_syn",
+            MssOutcome::Clamped => "clamped",
+            MssOutcome::AlreadySmall => "already_small",
+            MssOutcome::NoMssOption => "no_mss_option",
+            MssOutcome::Disabled => "disabled",
+            MssOutcome::MalformedSyn => "malformed_syn",
+            MssOutcome::Malformed => "malformed",
+            MssOutcome::SkippedSyn => "skipped_syn",
+            MssOutcome::Skipped => "skipped",
+        }
+    }
+
     pub const COUNT: usize = 9;
     pub const ALL: [MssOutcome; Self::COUNT] = [
         MssOutcome::NotSyn,

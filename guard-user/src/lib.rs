@@ -3,6 +3,8 @@
 
 pub mod btf;
 pub mod clamp;
+pub mod config;
+pub mod daemon;
 pub mod doctor;
 pub mod drops;
 pub mod ethtool;
@@ -10,6 +12,7 @@ pub mod lab;
 pub mod lab_csum;
 pub mod lab_gso;
 pub mod loader;
+pub mod metrics;
 pub mod netns;
 pub mod repair_cfg;
 pub mod rtnl;

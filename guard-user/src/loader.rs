@@ -5,14 +5,18 @@ use std::{
     fs,
     io::{Read as _, Seek as _, Write as _},
     os::fd::AsRawFd as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, LpmTrie, lpm_trie::Key},
-    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, tc},
+    programs::{
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        tc,
+    },
 };
 use guard_common::{
     CSUM_CONFIG_MAP, CSUM_COUNTERS_MAP, FEATURE_CSUM, FEATURE_MSS, FEATURES_GLOBAL, GSO_CONFIG_MAP,
@@ -58,6 +62,23 @@ pub enum Attachment {
 }
 
 impl Attachment {
+    /// The pin of this attachment's link under the interface's directory.
+    pub const fn link_pin(self) -> &'static str {
+        match self {
+            Attachment::XdpNative | Attachment::XdpGeneric => "link_xdp",
+            Attachment::TcIngress => "link_tc_ingress",
+            Attachment::TcEgress => "link_tc_egress",
+            Attachment::TcGso => "link_tc_gso",
+        }
+    }
+
+    pub const ALL_LINK_PINS: [&'static str; 4] = [
+        "link_xdp",
+        "link_tc_ingress",
+        "link_tc_egress",
+        "link_tc_gso",
+    ];
+
     pub const fn name(self) -> &'static str {
         match self {
             Attachment::XdpNative => "xdp-native",
@@ -82,6 +103,15 @@ pub struct Guard {
     lock: Option<fs::File>,
     added_clsact: bool,
     repair: bool,
+    /// Leave programs attached and pinned on exit (`--persist`).
+    persist: bool,
+    /// What was asked, for a re-attach when the interface comes back.
+    mode: AttachMode,
+    direction: Direction,
+    pub features: Features,
+    /// The interface's index when attached: another one means the device
+    /// was re-created.
+    pub ifindex: u32,
 }
 
 /// What a guard does on its interface.
@@ -130,6 +160,21 @@ pub fn set_config<T: aya::Pod>(ebpf: &mut Ebpf, name: &str, value: T) -> Result<
 
 fn configure_repair(ebpf: &mut Ebpf, spec: &RepairSpec) -> Result<()> {
     set_config(ebpf, CSUM_CONFIG_MAP, spec.config())?;
+    // Adopted maps keep an earlier run's ranges: start from none.
+    {
+        let mut t: LpmTrie<_, [u8; 4], u8> =
+            LpmTrie::try_from(ebpf.map_mut(PEERS_V4_MAP).expect("PEERS_V4"))?;
+        let keys: Vec<_> = t.keys().flatten().collect();
+        for k in keys {
+            let _ = t.remove(&k);
+        }
+        let mut t: LpmTrie<_, [u8; 16], u8> =
+            LpmTrie::try_from(ebpf.map_mut(PEERS_V6_MAP).expect("PEERS_V6"))?;
+        let keys: Vec<_> = t.keys().flatten().collect();
+        for k in keys {
+            let _ = t.remove(&k);
+        }
+    }
     for cidr in &spec.peers {
         match cidr.addr {
             std::net::IpAddr::V4(a) => {
@@ -147,12 +192,61 @@ fn configure_repair(ebpf: &mut Ebpf, spec: &RepairSpec) -> Result<()> {
     Ok(())
 }
 
+/// The version of the maps' layout: pinned maps of another version are not
+/// adopted (their counters restart from 0).
+const MAPS_ABI: &str = concat!("pktguard-maps-1 ", env!("CARGO_PKG_VERSION"));
+/// bpffs holds only BPF objects: the maps' version is kept next to the
+/// state file, as `<key>.abi`.
+fn abi_path(lock_path: &Path) -> PathBuf {
+    lock_path.with_extension("abi")
+}
+
+/// Every map a guard pins, and its pin name: counters and configuration, so
+/// that a restarted guard adopts them (counters go on counting).
+fn map_pins(features: &Features) -> Vec<(&'static str, &'static str)> {
+    let mut pins = vec![
+        (MSS_COUNTERS_MAP, PIN_COUNTERS),
+        (MSS_CONFIG_MAP, PIN_CONFIG),
+    ];
+    if features.repair.is_some() {
+        pins.extend([
+            (CSUM_COUNTERS_MAP, PIN_CSUM_COUNTERS),
+            (CSUM_CONFIG_MAP, "csum_config"),
+            (PEERS_V4_MAP, "peers_v4"),
+            (PEERS_V6_MAP, "peers_v6"),
+        ]);
+    }
+    if features.gso.is_some() {
+        pins.extend([
+            (GSO_COUNTERS_MAP, PIN_GSO_COUNTERS),
+            (GSO_CONFIG_MAP, "gso_config"),
+        ]);
+    }
+    pins
+}
+
 impl Guard {
+    /// Guards `iface` until dropped; see [`Guard::start_with`].
     pub fn start(
         iface: &str,
         mode: AttachMode,
         direction: Direction,
         features: &Features,
+    ) -> Result<Guard> {
+        Guard::start_with(iface, mode, direction, features, false)
+    }
+
+    /// Loads, configures and attaches. Links and maps pinned by an earlier
+    /// guard of `iface` are adopted: its maps are reused (counters go on)
+    /// and its links get the new programs atomically (BPF_LINK_UPDATE), so
+    /// no packet passes unguarded. With `persist`, links stay pinned and
+    /// attached when the guard is dropped (`pktguard detach` removes them).
+    pub fn start_with(
+        iface: &str,
+        mode: AttachMode,
+        direction: Direction,
+        features: &Features,
+        persist: bool,
     ) -> Result<Guard> {
         if features.clamp.is_none() && features.repair.is_none() && features.gso.is_none() {
             bail!("nothing to do: give a clamp (--mtu ...), --csum-repair and/or --gso-guard");
@@ -163,9 +257,14 @@ impl Guard {
                 "--gso-guard reads __sk_buff.gso_size, which Linux {major}.{minor} lacks (it exists since 5.7)"
             );
         }
-        sys::ifindex(iface)?;
+        let ifindex = sys::ifindex(iface)?;
         let link_kind = link_kind(iface)?;
         let key = sys::iface_key(iface)?;
+        // The repair runs at ingress only: egress needs a program only to clamp.
+        let direction = match (direction, features.clamp) {
+            (Direction::Both, None) => Direction::Ingress,
+            (d, _) => d,
+        };
         let mut guard = Guard {
             iface: iface.to_string(),
             attached: Vec::new(),
@@ -176,16 +275,22 @@ impl Guard {
             lock: None,
             added_clsact: false,
             repair: false,
+            persist,
+            mode,
+            direction,
+            features: features.clone(),
+            ifindex,
         };
         // From here on, an error drops `guard`, which undoes what was done.
         guard.lock()?;
         sys::ensure_bpffs(guard_common::BPFFS_ROOT)?;
-        if guard.pin_dir.exists() {
-            // Left by a guard that was killed: nobody holds the lock.
-            fs::remove_dir_all(&guard.pin_dir)
-                .with_context(|| format!("removing stale pins {}", guard.pin_dir.display()))?;
-        }
-        let mut ebpf = load(link_kind, features.mask())?;
+        guard.prepare_pin_dir()?;
+        let mut ebpf = load_pinned(
+            link_kind,
+            features.mask(),
+            &guard.pin_dir,
+            &map_pins(features),
+        )?;
         let cfg = features
             .clamp
             .map_or(MssConfig::new(0, 0), |c| MssConfig::new(c.mss_v4, c.mss_v6));
@@ -196,39 +301,169 @@ impl Guard {
         if let Some(gso) = features.gso {
             set_config(&mut ebpf, GSO_CONFIG_MAP, gso)?;
         }
-        fs::create_dir_all(&guard.pin_dir)
-            .with_context(|| format!("creating {}", guard.pin_dir.display()))?;
-        let mut pins = vec![
-            (MSS_COUNTERS_MAP, PIN_COUNTERS),
-            (MSS_CONFIG_MAP, PIN_CONFIG),
-        ];
-        if features.repair.is_some() {
-            pins.push((CSUM_COUNTERS_MAP, PIN_CSUM_COUNTERS));
-        }
-        if features.gso.is_some() {
-            pins.push((GSO_COUNTERS_MAP, PIN_GSO_COUNTERS));
-        }
-        for (map, pin) in pins {
-            ebpf.map(map)
-                .ok_or_else(|| anyhow!("the eBPF object has no map {map}"))?
-                .pin(guard.pin_dir.join(pin))
-                .with_context(|| format!("pinning {map} under {}", guard.pin_dir.display()))?;
-        }
+        let abi = abi_path(&guard.lock_path);
+        fs::write(&abi, MAPS_ABI).with_context(|| format!("writing {}", abi.display()))?;
         guard.ebpf = Some(ebpf);
         guard.repair = features.repair.is_some();
-        // The repair runs at ingress only: egress needs a program only to clamp.
-        let direction = match (direction, features.clamp) {
-            (Direction::Both, None) => Direction::Ingress,
-            (d, _) => d,
-        };
-        if features.clamp.is_some() || features.repair.is_some() {
-            guard.attach(mode, direction)?;
-        }
-        if features.gso.is_some() {
-            guard.attach_gso()?;
-        }
-        guard.write_state(features)?;
+        guard.attach_all()?;
+        guard.drop_unwanted_links()?;
+        guard.write_state()?;
         Ok(guard)
+    }
+
+    fn attach_all(&mut self) -> Result<()> {
+        if self.features.clamp.is_some() || self.features.repair.is_some() {
+            self.attach(self.mode, self.direction)?;
+        }
+        if self.features.gso.is_some() {
+            self.attach_gso()?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the loaded programs again to a re-created interface of the
+    /// same name (its old links died with the old device).
+    pub fn reattach(&mut self) -> Result<()> {
+        self.ifindex = sys::ifindex(&self.iface)?;
+        self.attached.clear();
+        self.added_clsact = false;
+        for pin in Attachment::ALL_LINK_PINS {
+            let _ = fs::remove_file(self.pin_dir.join(pin));
+        }
+        self.attach_all()?;
+        self.write_state()
+    }
+
+    /// Applies new parameters through the maps, without reloading programs:
+    /// `features` must enable the same features (see
+    /// [`crate::config::IfaceConfig::same_programs`]).
+    pub fn update(&mut self, features: &Features) -> Result<()> {
+        let ebpf = self.ebpf();
+        let cfg = features
+            .clamp
+            .map_or(MssConfig::new(0, 0), |c| MssConfig::new(c.mss_v4, c.mss_v6));
+        set_config(ebpf, MSS_CONFIG_MAP, cfg)?;
+        if let Some(spec) = &features.repair {
+            configure_repair(ebpf, spec)?;
+        }
+        if let Some(gso) = features.gso {
+            set_config(ebpf, GSO_CONFIG_MAP, gso)?;
+        }
+        self.features = features.clone();
+        self.write_state()
+    }
+
+    /// Keeps what an earlier guard pinned if it is of this version: maps
+    /// of another version are removed (new ones start at 0), links always
+    /// stay until replaced.
+    fn prepare_pin_dir(&mut self) -> Result<()> {
+        let dir = &self.pin_dir;
+        if dir.exists() {
+            let abi = fs::read_to_string(abi_path(&self.lock_path)).unwrap_or_default();
+            if abi != MAPS_ABI {
+                for entry in fs::read_dir(dir)?.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if !name.starts_with("link_") {
+                        let _ = fs::remove_file(entry.path());
+                    }
+                }
+                if !abi.is_empty() {
+                    self.notes.push(format!(
+                        "pinned maps of another version ({abi}) replaced: counters restart at 0"
+                    ));
+                }
+            } else {
+                self.notes
+                    .push("adopted the pinned maps of an earlier run".to_string());
+            }
+        }
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+    }
+
+    /// Detaches links pinned by an earlier guard that this one does not use
+    /// (it attached elsewhere: XDP then, TC now). Done after the new
+    /// attachments, so there is no gap.
+    fn drop_unwanted_links(&mut self) -> Result<()> {
+        let wanted: Vec<&str> = self.attached.iter().map(|a| a.link_pin()).collect();
+        for pin in Attachment::ALL_LINK_PINS {
+            let path = self.pin_dir.join(pin);
+            if !wanted.contains(&pin) && path.exists() {
+                // Unpinning the last reference detaches the link.
+                fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With `persist`, moves the link `id` of program `name` to its pin,
+    /// where it outlives this process; netlink attachments (kernels without
+    /// TCX or XDP links) cannot be pinned and stay with the program.
+    fn pin_tc_link(
+        &mut self,
+        name: &str,
+        id: aya::programs::tc::SchedClassifierLinkId,
+        a: Attachment,
+    ) -> Result<()> {
+        if !self.persist {
+            return Ok(());
+        }
+        if !tcx_supported() {
+            self.notes.push(format!(
+                "{}: netlink tc filters cannot be pinned (TCX needs 6.6+): a restart leaves a gap",
+                a.name()
+            ));
+            return Ok(());
+        }
+        let path = self.pin_dir.join(a.link_pin());
+        let prog: &mut SchedClassifier =
+            self.ebpf().program_mut(name).expect("loaded").try_into()?;
+        let link = prog.take_link(id)?;
+        let fd: FdLink = link.try_into().context("a TCX link")?;
+        fd.pin(&path)
+            .with_context(|| format!("pinning {}", path.display()))?;
+        Ok(())
+    }
+
+    fn pin_xdp_link(
+        &mut self,
+        name: &str,
+        id: aya::programs::xdp::XdpLinkId,
+        a: Attachment,
+    ) -> Result<()> {
+        if !self.persist {
+            return Ok(());
+        }
+        let path = self.pin_dir.join(a.link_pin());
+        let prog: &mut Xdp = self.ebpf().program_mut(name).expect("loaded").try_into()?;
+        let link = prog.take_link(id)?;
+        match FdLink::try_from(link) {
+            Ok(fd) => {
+                fd.pin(&path)
+                    .with_context(|| format!("pinning {}", path.display()))?;
+            }
+            Err(_) => self.notes.push(
+                "XDP attached by netlink (no XDP links before 5.9): it cannot be pinned, and stays until detach"
+                    .to_string(),
+            ),
+        }
+        Ok(())
+    }
+
+    /// The pinned link of `a` from an earlier guard, unpinned (this guard
+    /// now holds it), if there is one.
+    fn adopt_link(&mut self, a: Attachment) -> Option<FdLink> {
+        let path = self.pin_dir.join(a.link_pin());
+        if !path.exists() {
+            return None;
+        }
+        match PinnedLink::from_pin(&path).map(|l| l.unpin()) {
+            Ok(Ok(fd)) => Some(fd),
+            _ => {
+                // A pin that is not a live link (left by a crash mid-way).
+                let _ = fs::remove_file(&path);
+                None
+            }
+        }
     }
 
     /// The repair's outcome counts per hook (empty without --csum-repair).
@@ -286,10 +521,17 @@ impl Guard {
         Ok(())
     }
 
-    fn write_state(&mut self, features: &Features) -> Result<()> {
+    fn write_state(&mut self) -> Result<()> {
         let hooks: Vec<_> = self.attached.iter().map(|a| a.name()).collect();
+        let features = &self.features;
         let f = self.lock.as_mut().expect("locked in start");
+        f.set_len(0)?;
+        f.rewind()?;
+        writeln!(f, "pid={}", std::process::id())?;
         writeln!(f, "iface={}\nhooks={}", self.iface, hooks.join(","))?;
+        if self.persist {
+            writeln!(f, "persist=1")?;
+        }
         if let Some(c) = features.clamp {
             writeln!(f, "mss_v4={}\nmss_v6={}", c.mss_v4, c.mss_v6)?;
         }
@@ -383,20 +625,32 @@ impl Guard {
             .program_mut(name)
             .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
             .try_into()?;
-        prog.load().context("loading the XDP program (verifier)")?;
-        prog.attach(&iface, mode).map_err(|e| {
-            let hint = if mode == XdpMode::Driver {
-                xdp_refusal_hint(&iface)
-            } else {
-                String::new()
-            };
-            anyhow!(e).context(format!("attaching XDP to {iface}{hint}"))
-        })?;
-        self.attached.push(if mode == XdpMode::Driver {
+        if prog.fd().is_err() {
+            prog.load().context("loading the XDP program (verifier)")?;
+        }
+        let attachment = if mode == XdpMode::Driver {
             Attachment::XdpNative
         } else {
             Attachment::XdpGeneric
-        });
+        };
+        let adopted = self.adopt_link(attachment);
+        let prog: &mut Xdp = self.ebpf().program_mut(name).expect("loaded").try_into()?;
+        // An adopted link keeps its mode: a mode change attaches anew.
+        let id = match adopted.map(aya::programs::xdp::XdpLink::try_from) {
+            Some(Ok(link)) => prog
+                .attach_to_link(link)
+                .with_context(|| format!("replacing the XDP program on {iface}"))?,
+            _ => prog.attach(&iface, mode).map_err(|e| {
+                let hint = if mode == XdpMode::Driver {
+                    xdp_refusal_hint(&iface)
+                } else {
+                    String::new()
+                };
+                anyhow!(e).context(format!("attaching XDP to {iface}{hint}"))
+            })?,
+        };
+        self.pin_xdp_link(name, id, attachment)?;
+        self.attached.push(attachment);
         Ok(())
     }
 
@@ -414,8 +668,12 @@ impl Guard {
                     .program_mut(PROG_TC_GSO_TYPED)
                     .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_TC_GSO_TYPED}"))?
                     .try_into()?;
-                prog.load()
-                    .map_err(|e| anyhow!(e).context("bpf_probe_read_kernel refused at TC"))
+                if prog.fd().is_ok() {
+                    Ok(())
+                } else {
+                    prog.load()
+                        .map_err(|e| anyhow!(e).context("bpf_probe_read_kernel refused at TC"))
+                }
             }
         };
         let name = match typed {
@@ -432,13 +690,11 @@ impl Guard {
             .program_mut(name)
             .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
             .try_into()?;
-        if name == PROG_TC_GSO {
+        if prog.fd().is_err() {
             prog.load().context("loading the GSO guard (verifier)")?;
         }
-        prog.attach(&iface, TcAttachType::Ingress)
-            .with_context(|| format!("attaching the GSO guard to {iface}"))?;
-        self.attached.push(Attachment::TcGso);
-        Ok(())
+        self.tc_link(name, TcAttachType::Ingress, Attachment::TcGso)
+            .with_context(|| format!("the GSO guard on {iface}"))
     }
 
     /// TCX (6.6+) needs no qdisc; the netlink fallback needs clsact.
@@ -457,7 +713,6 @@ impl Guard {
     }
 
     fn attach_tc(&mut self, at: TcAttachType) -> Result<()> {
-        let iface = self.iface.clone();
         self.ensure_clsact()?;
         let (name, attachment) = match at {
             TcAttachType::Egress => (PROG_TC_EGRESS, Attachment::TcEgress),
@@ -468,9 +723,31 @@ impl Guard {
             .program_mut(name)
             .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
             .try_into()?;
-        prog.load().context("loading the TC program (verifier)")?;
-        prog.attach(&iface, at)
-            .with_context(|| format!("attaching {} to {iface}", attachment.name()))?;
+        if prog.fd().is_err() {
+            prog.load().context("loading the TC program (verifier)")?;
+        }
+        self.tc_link(name, at, attachment)
+    }
+
+    /// Attaches TC program `name` (loaded), replacing an adopted link's
+    /// program atomically where there is one, and pins the link (persist).
+    fn tc_link(&mut self, name: &str, at: TcAttachType, attachment: Attachment) -> Result<()> {
+        let iface = self.iface.clone();
+        let adopted = self.adopt_link(attachment);
+        let prog: &mut SchedClassifier = self
+            .ebpf()
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
+            .try_into()?;
+        let id = match adopted.map(aya::programs::tc::SchedClassifierLink::try_from) {
+            Some(Ok(link)) => prog.attach_to_link(link).with_context(|| {
+                format!("replacing the program of {} on {iface}", attachment.name())
+            })?,
+            _ => prog
+                .attach(&iface, at)
+                .with_context(|| format!("attaching {} to {iface}", attachment.name()))?,
+        };
+        self.pin_tc_link(name, id, attachment)?;
         self.attached.push(attachment);
         Ok(())
     }
@@ -483,14 +760,21 @@ impl Drop for Guard {
             return;
         }
         // Dropping the object closes the program and link fds: XDP and TCX
-        // links go with them, netlink filters are removed by aya.
+        // links go with them, netlink filters are removed by aya. Pinned
+        // links (persist) stay attached, with their maps.
         drop(self.ebpf.take());
+        if self.persist {
+            // The state file stays for `stats`; the lock goes with the fd.
+            drop(self.lock.take());
+            return;
+        }
         if self.added_clsact {
             let _ = std::process::Command::new("tc")
                 .args(["qdisc", "del", "dev", &self.iface, "clsact"])
                 .status();
         }
         let _ = fs::remove_dir_all(&self.pin_dir);
+        let _ = fs::remove_file(abi_path(&self.lock_path));
         // Unlink while still holding the lock, then release it.
         let _ = fs::remove_file(&self.lock_path);
         drop(self.lock.take());
@@ -500,10 +784,25 @@ impl Drop for Guard {
 /// Loads the object for an interface of the given kind (not yet verified:
 /// each program is loaded into the kernel when it is attached).
 pub fn load(link_kind: LinkKind, features: u8) -> Result<Ebpf> {
+    load_pinned(link_kind, features, Path::new(""), &[])
+}
+
+/// [`load`], with maps `pins` (map, pin name) reused from `dir` where
+/// pinned there, created and pinned there otherwise.
+pub fn load_pinned(
+    link_kind: LinkKind,
+    features: u8,
+    dir: &Path,
+    pins: &[(&'static str, &'static str)],
+) -> Result<Ebpf> {
     // Without the kernel's BTF the typed GSO program cannot be placed: the
     // untyped one runs (attach_gso says so).
     let layout = gso_layout().unwrap_or_default();
-    EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    for (map, pin) in pins {
+        loader.map_pin_path(map, dir.join(pin));
+    }
+    loader
         .override_global(LINK_KIND_GLOBAL, &(link_kind as u8), true)
         .override_global(FEATURES_GLOBAL, &features, true)
         .override_global(HAS_GSO_SIZE_GLOBAL, &(gso_size_supported() as u8), true)

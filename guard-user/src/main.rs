@@ -2,15 +2,14 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
-use guard_common::{
-    CsumOutcome, GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoAction, GsoConfig, GsoOutcome,
-};
+use guard_common::{GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoAction, GsoConfig};
 use guard_user::{
-    clamp::{Clamp, Encap},
+    clamp::Encap,
+    config::{ClampSource, IfaceConfig},
     doctor, drops, lab, lab_csum, lab_gso,
-    loader::{AttachMode, Direction, Features, Guard},
+    loader::{AttachMode, Direction},
     repair_cfg::{Cidr, RepairMode, RepairSpec},
     stats, sys,
 };
@@ -51,6 +50,17 @@ enum Command {
     /// Each check says ok, warn, fail or skipped (with why), shows the evidence it read and the
     /// command that fixes what it found. Exits 1 when a check fails.
     Doctor(DoctorArgs),
+    /// Remove what `run --persist` left attached and pinned (programs, links, maps, state).
+    Detach(DetachArgs),
+    /// Ask the running daemon to re-read its configuration file (SIGHUP).
+    Reload {
+        /// The daemon's pid (default: from /run/pktguard/daemon.pid).
+        #[arg(long)]
+        pid: Option<i32>,
+    },
+    /// Configuration file tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Rebuild an incident in network namespaces and show the guard fixing it.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -60,15 +70,26 @@ enum Command {
 #[command(group(clap::ArgGroup::new("clamp").args(["mtu", "tunnel_dev", "underlay_mtu"])))]
 struct RunArgs {
     /// Interface to guard (repeat for several). On a node: its uplink and/or pod-facing devices.
-    #[arg(
-        long = "iface",
-        required_unless_present = "drop_monitor",
-        value_name = "IFACE"
-    )]
+    /// Without --iface, the interfaces come from the configuration file.
+    #[arg(long = "iface", value_name = "IFACE")]
     ifaces: Vec<String>,
     /// Also run the drop monitor (host-wide), whose figures `pktguard drops` then shows.
     #[arg(long)]
     drop_monitor: bool,
+    /// Configuration file (default /etc/pktguard/config.toml when no --iface is given);
+    /// --iface sections given here override the file's. SIGHUP re-reads it.
+    #[arg(long, value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
+    /// Leave the programs attached and pinned on exit: a restart (or an upgrade) adopts them
+    /// without a gap; `pktguard detach` removes them. Needs TCX (6.6+) and XDP links (5.9+).
+    #[arg(long)]
+    persist: bool,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9436.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Log level of the daemon's log (stderr): error, warn, info, debug, trace.
+    #[arg(long, default_value = "info")]
+    log_level: String,
     /// Where to attach. auto: native XDP on physical NICs whose driver supports it, TC on
     /// virtual devices (where native XDP copies every frame) and when the driver refuses.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
@@ -149,6 +170,26 @@ struct DropsArgs {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("which").args(["iface", "all"]).required(true)))]
+struct DetachArgs {
+    /// The interface to detach.
+    #[arg(long, value_name = "IFACE")]
+    iface: Option<String>,
+    /// Every interface of this network namespace.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file: every error with its line and field.
+    Check {
+        /// The file (default /etc/pktguard/config.toml).
+        path: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Args)]
 struct DoctorArgs {
     /// One JSON document instead of text.
     #[arg(long)]
@@ -200,9 +241,43 @@ enum LabCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let level = match &cli.command {
+        Command::Run(a) => a.log_level.clone(),
+        _ => "warn".to_string(),
+    };
+    env_logger::Builder::new()
+        .parse_filters(&std::env::var("RUST_LOG").unwrap_or(level))
+        .format_target(false)
+        .init();
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Stats(args) => show_stats(args),
+        Command::Detach(args) => guard_user::daemon::detach(args.iface.as_deref()),
+        Command::Reload { pid } => guard_user::daemon::reload(pid),
+        Command::Config(ConfigCommand::Check { path }) => {
+            let path = path.unwrap_or_else(|| guard_user::config::DEFAULT_PATH.into());
+            return match guard_user::config::load(&path) {
+                Ok(c) => {
+                    println!(
+                        "{}: ok: {} interface(s){}",
+                        path.display(),
+                        c.interfaces.len(),
+                        if c.daemon.drop_monitor {
+                            ", drop monitor"
+                        } else {
+                            ""
+                        }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("pktguard: error: {e}");
+                    }
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Doctor(args) => {
             let result = match &args.root {
                 Some(root) => {
@@ -257,7 +332,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn features_of(args: &RunArgs) -> Result<Features> {
+/// The interfaces named on the command line, all with the flags' features.
+fn ifaces_of(args: &RunArgs) -> Result<Vec<IfaceConfig>> {
     let repair = if args.csum_repair {
         Some(RepairSpec::new(
             &args.vxlan_ports,
@@ -279,191 +355,39 @@ fn features_of(args: &RunArgs) -> Result<Features> {
     if gso.is_some() && (args.gso_min_size == 0 || args.gso_max_segs == 0) {
         bail!("--gso-min-size and --gso-max-segs must be at least 1");
     }
-    let clamp = if args.mtu.is_some() || args.tunnel_dev.is_some() || args.underlay_mtu.is_some() {
-        Some(clamp_of(args)?)
-    } else if repair.is_none() && gso.is_none() && !args.drop_monitor {
+    let clamp = match (args.mtu, &args.tunnel_dev, args.underlay_mtu, args.encap) {
+        (Some(m), ..) => Some(ClampSource::Mtu(m)),
+        (None, Some(d), ..) => Some(ClampSource::TunnelDev(d.clone())),
+        (None, None, Some(m), Some(e)) => Some(ClampSource::Underlay(m, e)),
+        _ => None,
+    };
+    if !args.ifaces.is_empty() && clamp.is_none() && repair.is_none() && gso.is_none() {
         bail!(
             "give a clamp (--mtu, --tunnel-dev, or --underlay-mtu with --encap), --csum-repair, --gso-guard and/or --drop-monitor"
         );
-    } else {
-        None
-    };
-    Ok(Features { clamp, repair, gso })
-}
-
-fn clamp_of(args: &RunArgs) -> Result<Clamp> {
-    if let Some(mtu) = args.mtu {
-        return Clamp::from_mtu(mtu);
     }
-    if let Some(dev) = &args.tunnel_dev {
-        sys::ifindex(dev).with_context(|| format!("--tunnel-dev {dev}"))?;
-        let mtu = sys::mtu(dev)?;
-        return Clamp::from_mtu(mtu).with_context(|| format!("MTU of tunnel device {dev}"));
-    }
-    match (args.underlay_mtu, args.encap) {
-        (Some(mtu), Some(encap)) => Clamp::from_underlay(mtu, encap),
-        _ => bail!("give --mtu, --tunnel-dev, or --underlay-mtu with --encap"),
-    }
+    Ok(args
+        .ifaces
+        .iter()
+        .map(|iface| IfaceConfig {
+            iface: iface.clone(),
+            attach: args.attach,
+            direction: args.direction,
+            clamp: clamp.clone(),
+            repair: repair.clone(),
+            gso,
+        })
+        .collect())
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    sys::check_privileges()?;
-    sys::check_kernel()?;
-    let features = features_of(&args)?;
-    if features.repair.is_some() && args.direction == Direction::Egress {
-        bail!("--csum-repair works on received frames: use --direction ingress or both");
-    }
-    for iface in &args.ifaces {
-        sys::ifindex(iface)?;
-    }
-    if args
-        .ifaces
-        .iter()
-        .enumerate()
-        .any(|(i, a)| args.ifaces[..i].contains(a))
-    {
-        bail!("an interface is named twice in --iface");
-    }
-    if args.direction == Direction::Egress
-        && matches!(args.attach, AttachMode::Xdp | AttachMode::XdpGeneric)
-    {
-        bail!("XDP sees ingress only: use --attach tc (or auto) for --direction egress");
-    }
-    if let Some(clamp) = &features.clamp {
-        println!("pktguard: {clamp}");
-    }
-    if let Some(repair) = &features.repair {
-        println!("pktguard: {repair}");
-    }
-    if let Some(g) = &features.gso {
-        println!(
-            "pktguard: GSO guard: {} malformed GSO packets (gso_size >= {}, <= {} segments)",
-            if g.action == GsoAction::Drop as u8 {
-                "drop"
-            } else {
-                "flag"
-            },
-            g.min_size,
-            g.max_segs
-        );
-    }
-    if !args.ifaces.is_empty()
-        && features.clamp.is_none()
-        && features.repair.is_none()
-        && features.gso.is_none()
-    {
-        bail!("--iface needs something to do there: a clamp, --csum-repair or --gso-guard");
-    }
-    let monitor = if args.drop_monitor {
-        let m = drops::DropMonitor::start(true).context("starting the drop monitor")?;
-        println!("pktguard: drop monitor attached to skb:kfree_skb; `pktguard drops` shows it");
-        for n in &m.notes {
-            println!("pktguard: drop monitor: {n}");
-        }
-        Some(m)
-    } else {
-        None
-    };
-    let mut guards = Vec::new();
-    for iface in &args.ifaces {
-        // An error here drops the guards already started: nothing stays attached.
-        let guard = Guard::start(iface, args.attach, args.direction, &features)
-            .with_context(|| format!("guarding {iface}"))?;
-        let hooks: Vec<_> = guard.attached.iter().map(|a| a.name()).collect();
-        println!("pktguard: {iface}: attached {}", hooks.join(" + "));
-        for note in &guard.notes {
-            println!("pktguard: {iface}: {note}");
-        }
-        guards.push(guard);
-    }
-    println!("pktguard: running; `pktguard stats` shows the counters; SIGINT/SIGTERM detaches");
-    wait_for_signal()?;
-    println!("pktguard: detaching");
-    for guard in &guards {
-        if let Ok(hooks) = guard.counters() {
-            let clamped: u64 = hooks
-                .iter()
-                .map(|h| h.get(guard_common::MssCounter::Clamped))
-                .sum();
-            let syn: u64 = hooks
-                .iter()
-                .map(|h| h.get(guard_common::MssCounter::Syn))
-                .sum();
-            println!(
-                "pktguard: {}: {syn} SYNs seen, {clamped} clamped",
-                guard.iface
-            );
-        }
-        if let Ok(g) = guard.gso_counters()
-            && guard
-                .attached
-                .contains(&guard_user::loader::Attachment::TcGso)
-        {
-            let bad: u64 = GsoOutcome::ALL
-                .iter()
-                .filter(|o| o.is_malformed())
-                .map(|o| g[*o as usize])
-                .sum();
-            println!(
-                "pktguard: {}: {} GSO packets, {bad} malformed",
-                guard.iface,
-                g.iter().sum::<u64>() - g[GsoOutcome::NotGso as usize]
-            );
-        }
-        if let Ok(hooks) = guard.csum_counters()
-            && !hooks.is_empty()
-        {
-            let seen: u64 = hooks.iter().map(|h| h.vxlan_seen()).sum();
-            let fixed: u64 = hooks
-                .iter()
-                .map(|h| h.get(CsumOutcome::OuterRepaired))
-                .sum();
-            let bad: u64 = hooks.iter().map(|h| h.get(CsumOutcome::InnerBad)).sum();
-            println!(
-                "pktguard: {}: {seen} VXLAN frames, {fixed} outer checksums repaired, {bad} corrupt left alone",
-                guard.iface
-            );
-        }
-    }
-    drop(guards);
-    if let Some(m) = monitor {
-        let (snap, _) = m.snapshot()?;
-        let mut names = drops::IfaceNames::new()?;
-        let rows = drops::rows(
-            &snap,
-            &Default::default(),
-            Duration::from_secs(1),
-            &Default::default(),
-            5,
-            |k| drops::name_key(&m, &mut names, k),
-        );
-        println!(
-            "pktguard: drop monitor: {} drops counted; most frequent:",
-            snap.values().sum::<u64>()
-        );
-        for r in rows {
-            println!(
-                "pktguard:   {:>10}  {:<24} {:<6} {:<16} {}",
-                r.total, r.reason, r.protocol, r.iface, r.location
-            );
-        }
-    }
-    Ok(())
-}
-
-fn wait_for_signal() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        Ok(())
+    let ifaces = ifaces_of(&args)?;
+    guard_user::daemon::run(guard_user::daemon::Options {
+        ifaces,
+        config: args.config,
+        metrics_addr: args.metrics_addr,
+        drop_monitor: args.drop_monitor,
+        persist: args.persist,
     })
 }
 

@@ -1,0 +1,501 @@
+//! `pktguard run`: the guards of every configured interface, the drop
+//! monitor and the metrics endpoint, until SIGTERM/SIGINT. SIGHUP re-reads
+//! the configuration file and applies it through the maps; interfaces that
+//! disappear and come back are attached again.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use guard_common::{CsumOutcome, GsoAction, GsoOutcome, MssCounter};
+use log::{error, info, warn};
+
+use crate::{
+    config::{self, Config, DaemonConfig, IfaceConfig},
+    drops,
+    loader::{Attachment, Direction, Guard},
+    metrics, sys,
+};
+
+/// Where `pktguard reload` finds the daemon that runs from a config file.
+pub const PID_FILE: &str = "/run/pktguard/daemon.pid";
+
+/// What `run` was asked on its command line.
+pub struct Options {
+    /// Interfaces named with --iface (they override the file's sections).
+    pub ifaces: Vec<IfaceConfig>,
+    pub config: Option<PathBuf>,
+    /// Flags that override the file's `[daemon]` section.
+    pub metrics_addr: Option<SocketAddr>,
+    pub drop_monitor: bool,
+    pub persist: bool,
+}
+
+fn read_config(path: &Path) -> Result<Config> {
+    config::load(path).map_err(|errors| anyhow!("{}", errors.join("\n")))
+}
+
+/// The file's configuration with the command line's on top.
+fn effective(file: Config, opts: &Options) -> Config {
+    let mut cfg = file;
+    cfg.interfaces
+        .retain(|i| !opts.ifaces.iter().any(|o| o.iface == i.iface));
+    cfg.interfaces.extend(opts.ifaces.iter().cloned());
+    cfg.daemon = DaemonConfig {
+        metrics_addr: opts.metrics_addr.or(cfg.daemon.metrics_addr),
+        drop_monitor: opts.drop_monitor || cfg.daemon.drop_monitor,
+        persist: opts.persist || cfg.daemon.persist,
+        log_level: cfg.daemon.log_level,
+    };
+    cfg
+}
+
+fn check(i: &IfaceConfig) -> Result<()> {
+    use crate::loader::AttachMode;
+    if i.repair.is_some() && i.direction == Direction::Egress {
+        bail!("--csum-repair works on received frames: use --direction ingress or both");
+    }
+    if i.direction == Direction::Egress
+        && matches!(i.attach, AttachMode::Xdp | AttachMode::XdpGeneric)
+    {
+        bail!("XDP sees ingress only: use --attach tc (or auto) for --direction egress");
+    }
+    if i.clamp.is_none() && i.repair.is_none() && i.gso.is_none() {
+        bail!(
+            "{} needs something to do there: a clamp, --csum-repair or --gso-guard",
+            i.iface
+        );
+    }
+    Ok(())
+}
+
+fn describe(i: &IfaceConfig, f: &crate::loader::Features) {
+    if let Some(clamp) = &f.clamp {
+        println!("pktguard: {}: {clamp}", i.iface);
+    }
+    if let Some(repair) = &f.repair {
+        println!("pktguard: {}: {repair}", i.iface);
+    }
+    if let Some(g) = &f.gso {
+        println!(
+            "pktguard: {}: GSO guard: {} malformed GSO packets (gso_size >= {}, <= {} segments)",
+            i.iface,
+            if g.action == GsoAction::Drop as u8 {
+                "drop"
+            } else {
+                "flag"
+            },
+            g.min_size,
+            g.max_segs
+        );
+    }
+}
+
+fn start_guard(i: &IfaceConfig, persist: bool) -> Result<Guard> {
+    let features = i.features()?;
+    describe(i, &features);
+    let guard = Guard::start_with(&i.iface, i.attach, i.direction, &features, persist)
+        .with_context(|| format!("guarding {}", i.iface))?;
+    let hooks: Vec<_> = guard.attached.iter().map(|a| a.name()).collect();
+    println!("pktguard: {}: attached {}", i.iface, hooks.join(" + "));
+    for note in &guard.notes {
+        println!("pktguard: {}: {note}", i.iface);
+    }
+    Ok(guard)
+}
+
+/// The running daemon's state.
+struct Daemon {
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    guards: BTreeMap<String, Guard>,
+    /// Interfaces gone (their guard waits for them to come back).
+    missing: BTreeMap<String, ()>,
+    monitor: Option<drops::DropMonitor>,
+}
+
+impl Daemon {
+    /// SIGHUP: re-reads the file; an invalid one changes nothing.
+    fn reload(&mut self, opts: &Options) {
+        let Some(path) = &self.config_path else {
+            warn!("SIGHUP: no configuration file to re-read (started without --config)");
+            return;
+        };
+        let new = match read_config(path) {
+            Ok(file) => effective(file, opts),
+            Err(e) => {
+                error!("reload rejected, the running configuration stays: {e:#}");
+                return;
+            }
+        };
+        if let Some(bad) = new.interfaces.iter().find_map(|i| check(i).err()) {
+            error!("reload rejected, the running configuration stays: {bad:#}");
+            return;
+        }
+        let old: BTreeMap<_, _> = self
+            .cfg
+            .interfaces
+            .iter()
+            .map(|i| (i.iface.clone(), i.clone()))
+            .collect();
+        for i in &new.interfaces {
+            match (old.get(&i.iface), self.guards.get_mut(&i.iface)) {
+                (Some(o), Some(g)) if o == i => {
+                    let _ = g;
+                }
+                (Some(o), Some(g)) if o.same_programs(i) => {
+                    match i.features().and_then(|f| g.update(&f)) {
+                        Ok(()) => info!("{}: configuration updated in place (maps only)", i.iface),
+                        Err(e) => error!("{}: update failed, old values stay: {e:#}", i.iface),
+                    }
+                }
+                _ => {
+                    // New interface, or other programs needed: (re)start it.
+                    self.guards.remove(&i.iface);
+                    match start_guard(i, new.daemon.persist) {
+                        Ok(g) => {
+                            info!("{}: guard (re)started for its new features", i.iface);
+                            self.guards.insert(i.iface.clone(), g);
+                        }
+                        Err(e) => error!("{}: {e:#}", i.iface),
+                    }
+                }
+            }
+        }
+        let keep: Vec<String> = new.interfaces.iter().map(|i| i.iface.clone()).collect();
+        self.guards.retain(|name, _| {
+            let stay = keep.contains(name);
+            if !stay {
+                info!("{name}: no longer configured: detached");
+            }
+            stay
+        });
+        self.cfg = new;
+        info!("configuration reloaded from {}", path.display());
+    }
+
+    /// Re-attaches guards whose interface was re-created.
+    fn watch(&mut self) {
+        for (name, guard) in &mut self.guards {
+            match sys::ifindex(name) {
+                Err(_) => {
+                    if self.missing.insert(name.clone(), ()).is_none() {
+                        warn!("{name} disappeared: its guard waits for it to come back");
+                    }
+                }
+                Ok(idx) if idx != guard.ifindex => match guard.reattach() {
+                    Ok(()) => {
+                        self.missing.remove(name);
+                        info!("{name} came back (ifindex {idx}): attached again");
+                        println!("pktguard: {name}: re-attached (ifindex {idx})");
+                    }
+                    Err(e) => warn!("{name}: re-attach failed, will retry: {e:#}"),
+                },
+                Ok(_) => {
+                    self.missing.remove(name);
+                }
+            }
+        }
+    }
+}
+
+/// `pktguard run`.
+pub fn run(opts: Options) -> Result<()> {
+    sys::check_privileges()?;
+    sys::check_kernel()?;
+    let config_path = match (&opts.config, opts.ifaces.is_empty() && !opts.drop_monitor) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => Some(PathBuf::from(config::DEFAULT_PATH)),
+        (None, false) => None,
+    };
+    let file = match &config_path {
+        Some(p) => read_config(p).with_context(|| {
+            if opts.config.is_none() {
+                "no --iface given, so the configuration file".to_string()
+            } else {
+                "the configuration file".to_string()
+            }
+        })?,
+        None => Config::default(),
+    };
+    let cfg = effective(file, &opts);
+    if cfg.interfaces.is_empty() && !cfg.daemon.drop_monitor {
+        bail!("nothing to guard: the configuration has no [interface.NAME] section");
+    }
+    for (n, i) in cfg.interfaces.iter().enumerate() {
+        check(i)?;
+        sys::ifindex(&i.iface)?;
+        if cfg.interfaces[..n].iter().any(|o| o.iface == i.iface) {
+            bail!("an interface is named twice in --iface");
+        }
+        // Out-of-range values and missing tunnel devices, before anything is attached.
+        i.features()?;
+    }
+    // Bound before anything is attached: a busy port leaves nothing behind.
+    let listener = match cfg.daemon.metrics_addr {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("serving metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    let monitor = if cfg.daemon.drop_monitor {
+        let m = drops::DropMonitor::start(true).context("starting the drop monitor")?;
+        println!(
+            "pktguard: drop monitor: {} attached to kfree_skb; `pktguard drops` shows it",
+            m.program
+        );
+        for n in &m.notes {
+            println!("pktguard: drop monitor: {n}");
+        }
+        Some(m)
+    } else {
+        None
+    };
+    let mut daemon = Daemon {
+        cfg: cfg.clone(),
+        config_path: config_path.clone(),
+        guards: BTreeMap::new(),
+        missing: BTreeMap::new(),
+        monitor,
+    };
+    for i in &cfg.interfaces {
+        // An error here drops the guards already started: nothing stays attached.
+        let guard = start_guard(i, cfg.daemon.persist)?;
+        daemon.guards.insert(i.iface.clone(), guard);
+    }
+    if config_path.is_some() {
+        let _ = std::fs::create_dir_all(guard_common::RUN_DIR);
+        let _ = std::fs::write(PID_FILE, std::process::id().to_string());
+    }
+    if let Some(l) = &listener {
+        println!("pktguard: metrics on http://{}/metrics", l.local_addr()?);
+    }
+    println!(
+        "pktguard: running; `pktguard stats` shows the counters; SIGHUP reloads; SIGINT/SIGTERM {}",
+        if cfg.daemon.persist {
+            "exits and leaves the programs attached (pinned)"
+        } else {
+            "detaches"
+        }
+    );
+    serve(&mut daemon, &opts, listener)?;
+    if config_path.is_some() {
+        let _ = std::fs::remove_file(PID_FILE);
+    }
+    summary(&daemon);
+    if daemon.cfg.daemon.persist {
+        println!(
+            "pktguard: leaving {} interface(s) attached and pinned; `pktguard detach --all` removes them",
+            daemon.guards.len()
+        );
+    } else {
+        println!("pktguard: detaching");
+    }
+    Ok(())
+}
+
+fn serve(
+    daemon: &mut Daemon,
+    opts: &Options,
+    listener: Option<std::net::TcpListener>,
+) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let listener = match listener {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                Some(tokio::net::TcpListener::from_std(l)?)
+            }
+            None => None,
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return anyhow::Ok(()),
+                _ = int.recv() => return Ok(()),
+                _ = hup.recv() => daemon.reload(opts),
+                _ = tick.tick() => daemon.watch(),
+                Ok((stream, _)) = async {
+                    match &listener {
+                        Some(l) => l.accept().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let body = metrics::render(daemon.guards.values(), daemon.monitor.as_ref());
+                    if let Err(e) = metrics::respond(stream, body).await {
+                        warn!("metrics request: {e:#}");
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn summary(daemon: &Daemon) {
+    for guard in daemon.guards.values() {
+        if let Ok(hooks) = guard.counters() {
+            let clamped: u64 = hooks.iter().map(|h| h.get(MssCounter::Clamped)).sum();
+            let syn: u64 = hooks.iter().map(|h| h.get(MssCounter::Syn)).sum();
+            println!(
+                "pktguard: {}: {syn} SYNs seen, {clamped} clamped",
+                guard.iface
+            );
+        }
+        if let Ok(g) = guard.gso_counters()
+            && guard.attached.contains(&Attachment::TcGso)
+        {
+            let bad: u64 = GsoOutcome::ALL
+                .iter()
+                .filter(|o| o.is_malformed())
+                .map(|o| g[*o as usize])
+                .sum();
+            println!(
+                "pktguard: {}: {} GSO packets, {bad} malformed",
+                guard.iface,
+                g.iter().sum::<u64>() - g[GsoOutcome::NotGso as usize]
+            );
+        }
+        if let Ok(hooks) = guard.csum_counters()
+            && !hooks.is_empty()
+        {
+            let seen: u64 = hooks.iter().map(|h| h.vxlan_seen()).sum();
+            let fixed: u64 = hooks
+                .iter()
+                .map(|h| h.get(CsumOutcome::OuterRepaired))
+                .sum();
+            let bad: u64 = hooks.iter().map(|h| h.get(CsumOutcome::InnerBad)).sum();
+            println!(
+                "pktguard: {}: {seen} VXLAN frames, {fixed} outer checksums repaired, {bad} corrupt left alone",
+                guard.iface
+            );
+        }
+    }
+    if let Some(m) = &daemon.monitor
+        && let Ok((snap, _)) = m.snapshot()
+    {
+        let Ok(mut names) = drops::IfaceNames::new() else {
+            return;
+        };
+        let rows = drops::rows(
+            &snap,
+            &Default::default(),
+            Duration::from_secs(1),
+            &Default::default(),
+            5,
+            |k| drops::name_key(m, &mut names, k),
+        );
+        println!(
+            "pktguard: drop monitor: {} drops counted; most frequent:",
+            snap.values().sum::<u64>()
+        );
+        for r in rows {
+            println!(
+                "pktguard:   {:>10}  {:<24} {:<6} {:<16} {}",
+                r.total, r.reason, r.protocol, r.iface, r.location
+            );
+        }
+    }
+}
+
+/// `pktguard reload`: SIGHUP to the daemon of the pid file (or `pid`).
+pub fn reload(pid: Option<i32>) -> Result<()> {
+    let pid = match pid {
+        Some(p) => p,
+        None => std::fs::read_to_string(PID_FILE)
+            .with_context(|| {
+                format!("reading {PID_FILE}: is `pktguard run --config ...` running?")
+            })?
+            .trim()
+            .parse()
+            .with_context(|| format!("{PID_FILE} holds no pid"))?,
+    };
+    // SAFETY: kill(2) with a pid and a signal.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("signalling pid {pid}"));
+    }
+    println!("pktguard: asked pid {pid} to reload its configuration (its log says how it went)");
+    Ok(())
+}
+
+/// `pktguard detach`: removes what guards of this network namespace left
+/// pinned (their links detach with their pins), refusing interfaces a
+/// running pktguard holds.
+pub fn detach(iface: Option<&str>) -> Result<()> {
+    sys::check_privileges()?;
+    let suffix = sys::iface_key("")?;
+    let dir = Path::new(guard_common::PIN_DIR);
+    let mut done = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e.flatten().collect::<Vec<_>>(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let key = entry.file_name().to_string_lossy().into_owned();
+        if key.starts_with('_') {
+            continue;
+        }
+        let name = if suffix.is_empty() {
+            if key.contains('@') {
+                continue;
+            }
+            key.clone()
+        } else {
+            match key.strip_suffix(&suffix) {
+                Some(n) => n.to_string(),
+                None => continue,
+            }
+        };
+        if iface.is_some_and(|i| i != name) {
+            continue;
+        }
+        let lock = Path::new(guard_common::RUN_DIR).join(format!("{key}.lock"));
+        if let Ok(f) = std::fs::File::open(&lock) {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: flock on a valid fd.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                bail!("{name} is guarded by a running pktguard: stop it first (SIGTERM)");
+            }
+        }
+        let links: Vec<String> = std::fs::read_dir(entry.path())?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("link_"))
+            .collect();
+        // Removing the last reference to a pinned link detaches it.
+        std::fs::remove_dir_all(entry.path())
+            .with_context(|| format!("removing {}", entry.path().display()))?;
+        let _ = std::fs::remove_file(&lock);
+        let _ = std::fs::remove_file(lock.with_extension("abi"));
+        done.push(format!(
+            "{name} ({})",
+            if links.is_empty() {
+                "maps only".to_string()
+            } else {
+                links.join(", ")
+            }
+        ));
+    }
+    match (done.is_empty(), iface) {
+        (true, Some(i)) => bail!("nothing of pktguard is pinned for {i} in this network namespace"),
+        (true, None) => println!("pktguard: nothing to detach"),
+        _ => {
+            for d in done {
+                println!("pktguard: detached {d}");
+            }
+        }
+    }
+    Ok(())
+}
