@@ -636,11 +636,13 @@ impl Guard {
         let adopted = self.adopt_link(attachment);
         let prog: &mut Xdp = self.ebpf().program_mut(name).expect("loaded").try_into()?;
         // An adopted link keeps its mode: a mode change attaches anew.
-        let id = match adopted.map(aya::programs::xdp::XdpLink::try_from) {
-            Some(Ok(link)) => prog
-                .attach_to_link(link)
-                .with_context(|| format!("replacing the XDP program on {iface}"))?,
-            _ => prog.attach(&iface, mode).map_err(|e| {
+        let updated = match adopted.map(aya::programs::xdp::XdpLink::try_from) {
+            Some(Ok(link)) => prog.attach_to_link(link).ok(),
+            _ => None,
+        };
+        let id = match updated {
+            Some(id) => id,
+            None => prog.attach(&iface, mode).map_err(|e| {
                 let hint = if mode == XdpMode::Driver {
                     xdp_refusal_hint(&iface)
                 } else {
@@ -739,11 +741,14 @@ impl Guard {
             .program_mut(name)
             .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
             .try_into()?;
-        let id = match adopted.map(aya::programs::tc::SchedClassifierLink::try_from) {
-            Some(Ok(link)) => prog.attach_to_link(link).with_context(|| {
-                format!("replacing the program of {} on {iface}", attachment.name())
-            })?,
-            _ => prog
+        // A link whose device is gone ("severed") cannot be updated: attach anew.
+        let updated = match adopted.map(aya::programs::tc::SchedClassifierLink::try_from) {
+            Some(Ok(link)) => prog.attach_to_link(link).ok(),
+            _ => None,
+        };
+        let id = match updated {
+            Some(id) => id,
+            None => prog
                 .attach(&iface, at)
                 .with_context(|| format!("attaching {} to {iface}", attachment.name()))?,
         };

@@ -276,6 +276,19 @@ impl Running {
         }
     }
 
+    /// Sends `signal` without waiting.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child (nsenter execs pktguard).
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
+    /// The next line it prints, within `wait` (kept in `output` too).
+    pub fn next_line(&mut self, wait: Duration) -> Option<String> {
+        let line = self.lines.recv_timeout(wait).ok()?;
+        self.output.push(line.clone());
+        Some(line)
+    }
+
     /// Sends `signal` and waits for the exit; returns the exit status and
     /// everything it printed.
     pub fn stop(mut self, signal: libc::c_int) -> Result<(std::process::ExitStatus, Vec<String>)> {

@@ -393,3 +393,62 @@ fn drops_reads_the_monitor_of_run_drop_monitor() {
     assert!(!Path::new(guard_common::PIN_DROPS_DIR).exists());
     assert!(!Path::new(guard_common::DROPS_LOCK).exists());
 }
+
+/// The daemon's bad input: one clear line (or one per error, with its line
+/// and field), a failing exit, nothing attached.
+#[test]
+fn bad_daemon_input_is_refused_and_nothing_is_attached() {
+    let (ns, _peer) = host();
+    let dir = std::env::temp_dir().join(format!("pktguard-cfg-{}", netns::unique_tag()));
+    fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let unknown = file(
+        "unknown.toml",
+        &format!("[interface.{IFACE}]\nmtu = 1440\nmsss = 1\n"),
+    );
+    let range = file("range.toml", &format!("[interface.{IFACE}]\nmtu = 99999\n"));
+    let good = file("good.toml", &format!("[interface.{IFACE}]\nmtu = 1440\n"));
+    // A port in use in the namespace, for --metrics-addr.
+    let _busy = ns
+        .run(|| Ok(std::net::TcpListener::bind("127.0.0.1:9555")?))
+        .unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "--config", "/nonexistent/pktguard.toml"],
+            "No such file",
+        ),
+        (vec!["run", "--config", &unknown], "unknown.toml:3"),
+        (
+            vec!["run", "--config", &range],
+            "range.toml:2: interface.g0.mtu",
+        ),
+        (
+            vec!["run", "--config", &good, "--metrics-addr", "127.0.0.1:9555"],
+            "serving metrics on 127.0.0.1:9555",
+        ),
+        (vec!["config", "check", &unknown], "msss"),
+        (
+            vec!["detach", "--iface", IFACE],
+            "nothing of pktguard is pinned",
+        ),
+    ];
+    for (args, want) in &cases {
+        let (code, err) = fails(&ns, args);
+        assert_ne!(code, 0, "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: stderr lacks {want:?}: {err}");
+        assert!(
+            leftovers(&ns).is_empty(),
+            "{args:?} left something attached"
+        );
+    }
+    let out = pktguard_in(&ns, &["config", "check", &good])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 1 interface"));
+    let _ = fs::remove_dir_all(&dir);
+}

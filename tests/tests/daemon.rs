@@ -1,0 +1,359 @@
+//! The daemon as operators run it: pinned links that survive a crash and
+//! are adopted on restart (no gap, no second attach), program replacement
+//! under traffic, SIGHUP reloads through the maps, and metrics a real HTTP
+//! client scrapes.
+
+use std::{
+    io::Write as _,
+    net::{SocketAddr, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use guard_user::{
+    lab::{NODE_CLIENT_IF, TunnelLab, tcp_maxseg},
+    netns::Netns,
+};
+use pktguard_tests::{Running, pktguard_in, stats_counter, stats_json};
+
+const MB: usize = 1 << 20;
+const DONE: Duration = Duration::from_secs(30);
+
+/// (attach point, program id, link id) of the TCX programs on `dev`:
+/// programs from BPF_PROG_QUERY in the namespace, their links from
+/// `bpftool link` (this bpftool names neither TCX links nor their devices).
+fn tcx(ns: &Netns, dev: &str) -> Vec<(String, u32, u64)> {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    // bpftool fails when a link goes away while it lists (other tests run).
+    let listing = (0..10)
+        .find_map(|_| guard_user::netns::cmd(&["bpftool", "link", "show", "-j"]).ok())
+        .expect("bpftool link show");
+    let links: serde_json::Value = serde_json::from_str(&listing).unwrap();
+
+    let link_of = |prog: u32| {
+        links
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["prog_id"].as_u64() == Some(prog as u64))
+            .and_then(|l| l["id"].as_u64())
+            .unwrap_or(0)
+    };
+    let mut v = Vec::new();
+    for (name, at) in [
+        ("ingress", TcAttachType::Ingress),
+        ("egress", TcAttachType::Egress),
+    ] {
+        let (_, progs) = ns.run(|| Ok(SchedClassifier::query_tcx(dev, at)?)).unwrap();
+        for p in progs {
+            v.push((name.to_string(), p.id(), link_of(p.id())));
+        }
+    }
+    v
+}
+
+fn clamped(lab: &TunnelLab) -> u64 {
+    let json = stats_json(&lab.node);
+    stats_counter(&json, NODE_CLIENT_IF, "hooks", "tc-ingress", "clamped")
+}
+
+fn run_args(extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--iface",
+        NODE_CLIENT_IF,
+        "--attach",
+        "tc",
+        "--mtu",
+        "1440",
+        "--persist",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn start(lab: &TunnelLab, args: &[String]) -> Running {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    Running::start(&lab.node, &a).unwrap()
+}
+
+/// Detaches whatever a test left pinned in `ns`, even when it fails
+/// (declare it after the lab: it must go before the namespaces).
+struct Detach<'a>(&'a Netns);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        let _ = pktguard_in(self.0, &["detach", "--all"]).output();
+    }
+}
+
+fn detach_all(ns: &Netns) {
+    let out = pktguard_in(ns, &["detach", "--all"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// kill -9 during service: the pinned programs go on clamping and
+/// counting; a restart adopts them (same links, no second attach);
+/// `detach --all` leaves nothing.
+#[test]
+fn kill_9_keeps_clamping_and_restart_adopts_the_pins() {
+    let lab = TunnelLab::new().unwrap();
+    let _cleanup = Detach(&lab.node);
+    let args = run_args(&[]);
+    let first = start(&lab, &args);
+    let before = tcx(&lab.node, NODE_CLIENT_IF);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let (status, _) = first.stop(libc::SIGKILL).unwrap();
+    assert!(!status.success());
+    // Dead daemon: the clamp still works and the counters still count.
+    let c0 = clamped(&lab);
+    let t = lab.transfer(false, MB, DONE).unwrap();
+    assert!(t.completed() && t.client_mss <= 1400, "while dead: {t}");
+    assert!(
+        clamped(&lab) > c0,
+        "the counters stopped while the daemon was dead"
+    );
+    assert_eq!(tcx(&lab.node, NODE_CLIENT_IF), before);
+    // Restart: the same links, new programs; the counters carry on.
+    let c1 = clamped(&lab);
+    let second = start(&lab, &args);
+    let after = tcx(&lab.node, NODE_CLIENT_IF);
+    assert_eq!(after.len(), 2, "a second attach: {after:?}");
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            (&b.0, b.2),
+            (&a.0, a.2),
+            "the link was replaced, not updated"
+        );
+        assert_ne!(b.1, a.1, "the program was not replaced");
+    }
+    assert!(clamped(&lab) >= c1, "counters reset on adoption");
+    // SIGTERM with --persist leaves it attached; detach removes everything.
+    let (status, out) = second.stop(libc::SIGTERM).unwrap();
+    assert!(status.success(), "{out:?}");
+    assert!(out.iter().any(|l| l.contains("adopted")), "{out:?}");
+    assert_eq!(tcx(&lab.node, NODE_CLIENT_IF).len(), 2);
+    detach_all(&lab.node);
+    assert!(tcx(&lab.node, NODE_CLIENT_IF).is_empty());
+    let key = lab
+        .node
+        .run(|| guard_user::sys::iface_key(NODE_CLIENT_IF))
+        .unwrap();
+    assert!(
+        !std::path::Path::new(guard_common::PIN_DIR)
+            .join(&key)
+            .exists()
+    );
+    assert!(
+        !std::path::Path::new(guard_common::RUN_DIR)
+            .join(format!("{key}.lock"))
+            .exists()
+    );
+}
+
+/// An upgrade under traffic: connections open without pause while the
+/// running daemon is killed and a new one replaces its programs. Every
+/// connection's MSS is within the clamp.
+#[test]
+fn replacing_the_programs_under_traffic_lets_no_syn_escape() {
+    let lab = TunnelLab::new().unwrap();
+    let _cleanup = Detach(&lab.node);
+    let args = run_args(&[]);
+    let first = start(&lab, &args);
+    let addr = SocketAddr::new(TunnelLab::pod_addr(false), 8081);
+    let listener = lab
+        .pod
+        .run(|| Ok(std::net::TcpListener::bind(addr)?))
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acceptor = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => drop(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        })
+    };
+    let (mss, second) = std::thread::scope(|sc| {
+        let connector = sc.spawn(|| {
+            lab.client.run(|| {
+                let mut mss = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                        .map_err(|e| anyhow::anyhow!("after {} connections: {e}", mss.len()))?;
+                    mss.push(tcp_maxseg(&s)?);
+                    // Paced: thousands a second would exhaust the 4-tuples
+                    // (the pod closes first and keeps them in TIME_WAIT).
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Ok(mss)
+            })
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, _) = first.stop(libc::SIGKILL).unwrap();
+        assert!(!status.success());
+        let second = start(&lab, &args);
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        (connector.join().unwrap().unwrap(), second)
+    });
+    acceptor.join().unwrap();
+    assert!(
+        mss.len() > 20,
+        "too few connections to prove anything: {}",
+        mss.len()
+    );
+    let escaped: Vec<_> = mss.iter().filter(|m| **m > 1400).collect();
+    assert!(
+        escaped.is_empty(),
+        "{} of {} SYNs escaped: {escaped:?}",
+        escaped.len(),
+        mss.len()
+    );
+    drop(second);
+    detach_all(&lab.node);
+}
+
+fn config(path: &std::path::Path, text: &str) {
+    std::fs::File::create(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+fn wait_for_line(r: &mut Running, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(l) = r.next_line(Duration::from_millis(200))
+            && l.contains(what)
+        {
+            return l;
+        }
+    }
+    panic!("no line with {what:?}: {:?}", r.output);
+}
+
+/// SIGHUP with a new MTU: the next connection gets the new clamp, no
+/// program is reloaded; a broken file leaves the old configuration working.
+#[test]
+fn sighup_applies_a_new_mtu_through_the_maps_and_rejects_a_broken_file() {
+    let lab = TunnelLab::new().unwrap();
+    let path =
+        std::env::temp_dir().join(format!("pktguard-{}.toml", guard_user::netns::unique_tag()));
+    config(
+        &path,
+        &format!("[interface.{NODE_CLIENT_IF}]\nattach = \"tc\"\nmtu = 1440\n"),
+    );
+    let mut daemon = Running::start(&lab.node, &["--config", path.to_str().unwrap()]).unwrap();
+    let t = lab.transfer(false, MB, DONE).unwrap();
+    assert!(t.completed() && t.client_mss <= 1400, "{t}");
+    let progs = tcx(&lab.node, NODE_CLIENT_IF);
+    config(
+        &path,
+        &format!("[interface.{NODE_CLIENT_IF}]\nattach = \"tc\"\nmtu = 1340\n"),
+    );
+    daemon.signal(libc::SIGHUP);
+    wait_for_line(&mut daemon, "updated in place");
+    let t = lab.transfer(false, MB, DONE).unwrap();
+    assert!(t.completed() && t.client_mss <= 1300, "after SIGHUP: {t}");
+    assert_eq!(
+        tcx(&lab.node, NODE_CLIENT_IF),
+        progs,
+        "programs were reloaded"
+    );
+    config(&path, "[interface.n0]\nmtu = 12\nbogus = 1\n");
+    daemon.signal(libc::SIGHUP);
+    let line = wait_for_line(&mut daemon, "reload rejected");
+    assert!(line.contains("bogus") || line.contains(":2:"), "{line}");
+    let t = lab.transfer(false, MB, DONE).unwrap();
+    assert!(
+        t.completed() && t.client_mss <= 1300,
+        "after a broken file: {t}"
+    );
+    let (status, _) = daemon.stop(libc::SIGTERM).unwrap();
+    assert!(status.success());
+    let _ = std::fs::remove_file(&path);
+}
+
+/// A real HTTP client (Python's urllib) scrapes the endpoint and finds the
+/// counters `pktguard stats` shows.
+#[test]
+fn metrics_match_stats() {
+    let lab = TunnelLab::new().unwrap();
+    let daemon = Running::start(
+        &lab.node,
+        &[
+            "--iface",
+            NODE_CLIENT_IF,
+            "--attach",
+            "tc",
+            "--mtu",
+            "1440",
+            "--metrics-addr",
+            "127.0.0.1:9436",
+        ],
+    )
+    .unwrap();
+    let t = lab.transfer(false, MB, DONE).unwrap();
+    assert!(t.completed(), "{t}");
+    let json = stats_json(&lab.node);
+    let want = stats_counter(&json, NODE_CLIENT_IF, "hooks", "tc-ingress", "clamped");
+    assert!(want >= 1, "{json}");
+    let text = lab
+        .node
+        .exec(&[
+            "/usr/bin/python3",
+            "-c",
+            "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9436/metrics').read().decode())",
+        ])
+        .unwrap();
+    let line = format!(
+        "pktguard_packets_total{{iface=\"{NODE_CLIENT_IF}\",hook=\"tc-ingress\",action=\"mss_clamp\",reason=\"clamped\"}} {want}"
+    );
+    assert!(text.contains(&line), "no {line:?} in:\n{text}");
+    assert!(text.contains("pktguard_build_info{version="), "{text}");
+    assert!(
+        text.contains(&format!(
+            "pktguard_attached{{iface=\"{NODE_CLIENT_IF}\",attachment=\"tc-egress\"}} 1"
+        )),
+        "{text}"
+    );
+    let (status, _) = daemon.stop(libc::SIGTERM).unwrap();
+    assert!(status.success());
+}
+
+/// An interface that disappears and comes back (a re-created device) is
+/// attached again.
+#[test]
+fn a_recreated_interface_is_attached_again() {
+    let tag = guard_user::netns::unique_tag();
+    let ns = Netns::new(&format!("pg-{tag}-re")).unwrap();
+    let make = || {
+        ns.ip(&["link", "add", "r0", "type", "veth", "peer", "name", "r1"])
+            .unwrap();
+        ns.ip(&["link", "set", "r0", "up"]).unwrap();
+        ns.ip(&["link", "set", "r1", "up"]).unwrap();
+    };
+    make();
+    let mut daemon = Running::start(&ns, &["--iface", "r0", "--mtu", "1440"]).unwrap();
+    let before = tcx(&ns, "r0");
+    assert_eq!(before.len(), 2, "{before:?}");
+    ns.ip(&["link", "del", "r0"]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    make();
+    wait_for_line(&mut daemon, "re-attached");
+    let after = tcx(&ns, "r0");
+    assert_eq!(after.len(), 2, "{after:?}");
+    let (status, out) = daemon.stop(libc::SIGTERM).unwrap();
+    assert!(status.success(), "{out:?}");
+    assert!(tcx(&ns, "r0").is_empty(), "left attached after SIGTERM");
+}
