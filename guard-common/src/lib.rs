@@ -503,6 +503,77 @@ pub const PIN_CONFIG: &str = "mss_config";
 /// Lock and state files of running guards, one per interface.
 pub const RUN_DIR: &str = "/run/pktguard";
 
+/// One record per interesting packet (clamped, repaired, malformed GSO),
+/// sent through a perf event array, rate-limited per CPU in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// CLOCK_MONOTONIC (bpf_ktime_get_ns).
+    pub ts_ns: u64,
+    /// An [`EventKind`].
+    pub kind: u8,
+    /// A [`Hook`].
+    pub hook: u8,
+    /// 4 or 6 (0: not IP).
+    pub family: u8,
+    /// IPPROTO_TCP / IPPROTO_UDP.
+    pub proto: u8,
+    /// The outcome (GsoOutcome for GSO events, CsumOutcome, MssOutcome).
+    pub reason: u32,
+    /// IPv4 addresses in the first 4 bytes.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    /// The new MSS for a clamp; the frame length otherwise.
+    pub value: u32,
+    /// Events this CPU suppressed (rate limit) since its previous one.
+    pub suppressed: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Event>() == 64);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no implicit padding (size asserted above).
+unsafe impl aya::Pod for Event {}
+
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Clamped = 1,
+    Repaired = 2,
+    GsoDropped = 3,
+    GsoFlagged = 4,
+}
+
+impl EventKind {
+    pub const fn from_u8(v: u8) -> Option<EventKind> {
+        match v {
+            1 => Some(EventKind::Clamped),
+            2 => Some(EventKind::Repaired),
+            3 => Some(EventKind::GsoDropped),
+            4 => Some(EventKind::GsoFlagged),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            EventKind::Clamped => "clamped",
+            EventKind::Repaired => "repaired",
+            EventKind::GsoDropped => "gso_dropped",
+            EventKind::GsoFlagged => "gso_flagged",
+        }
+    }
+}
+
+pub const EVENTS_MAP: &str = "EVENTS";
+pub const PIN_EVENTS: &str = "events";
+/// Events each CPU may send per second; the rest are counted in the next
+/// event's `suppressed`.
+pub const EVENTS_PER_SEC_PER_CPU: u32 = 100;
+
 /// The drop monitor: a program on the `kfree_skb` raw tracepoint (no trace
 /// record is built for it) that counts drops in the kernel, keyed by
 /// [`DropKey`]; no per-packet event leaves it.

@@ -5,6 +5,7 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 pub mod csum;
+pub mod event;
 pub mod gso;
 pub mod mss;
 pub mod parse;

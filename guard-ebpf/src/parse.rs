@@ -119,6 +119,8 @@ pub enum IpVersion {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpSegment {
     pub ip: IpVersion,
+    /// Offset of the IP header.
+    pub l3: usize,
     /// Offset of the TCP header.
     pub tcp: usize,
     /// TCP header length, options included (doff * 4, validated).
@@ -260,6 +262,7 @@ pub fn ip_to_tcp(c: &Cursor, l3: usize, ethertype: u16) -> Result<TcpSegment, No
     }
     Ok(TcpSegment {
         ip,
+        l3,
         tcp,
         tcp_hlen,
         flags: h[13],

@@ -2,27 +2,28 @@
 //! context and counts the outcome. The packet logic lives in the library.
 
 use aya_ebpf::{
-    EbpfContext as _, Global,
+    EbpfContext, Global,
     bindings::{
         BPF_F_RECOMPUTE_CSUM, BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action::XDP_PASS,
     },
     helpers::{
-        bpf_probe_read, bpf_probe_read_kernel,
+        bpf_ktime_get_ns, bpf_probe_read, bpf_probe_read_kernel,
         generated::{bpf_csum_diff, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     },
     macros::{btf_tracepoint, classifier, map, raw_tracepoint, xdp},
-    maps::{Array, LpmTrie, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
+    maps::{Array, LpmTrie, PerCpuArray, PerCpuHashMap, PerfEventArray, lpm_trie::Key},
     programs::{BtfTracePointContext, RawTracePointContext, TcContext, XdpContext},
 };
 use guard_common::{
     CSUM_COUNTER_ENTRIES, CsumConfig, CsumOutcome, DROP_FIELD_NONE, DROPS_MAX_ENTRIES, DropKey,
-    DropLayout, FEATURE_CSUM, FEATURE_MSS, GSO_COUNTER_ENTRIES, GsoAction, GsoConfig, GsoLayout,
-    Hook, LinkKind, MSS_COUNTER_ENTRIES, MssConfig, MssOutcome,
+    DropLayout, EVENTS_PER_SEC_PER_CPU, Event, EventKind, FEATURE_CSUM, FEATURE_MSS,
+    GSO_COUNTER_ENTRIES, GsoAction, GsoConfig, GsoLayout, Hook, LinkKind, MSS_COUNTER_ENTRIES,
+    MssConfig, MssOutcome,
 };
 use guard_ebpf::{
     gso,
     mss::{self, DirectFrame, Frame, MssRewrite},
-    parse::{Cursor, opaque},
+    parse::{Cursor, IpVersion, opaque},
     repair::{self, Datagram, Peer},
 };
 
@@ -104,13 +105,84 @@ fn link_kind() -> LinkKind {
     }
 }
 
+#[map(name = "EVENTS")]
+static EVENTS: PerfEventArray<Event> = PerfEventArray::new(0);
+
+/// Per CPU: the start of the current one-second window, the events sent in
+/// it, and those suppressed since the last one sent.
+#[repr(C)]
+struct Rate {
+    start: u64,
+    sent: u32,
+    suppressed: u32,
+}
+
+#[map(name = "EVENT_RATE")]
+static EVENT_RATE: PerCpuArray<Rate> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sends `ev` unless this CPU sent its share this second: a flood of
+/// clamps or drops cannot swamp userspace.
+#[inline(always)]
+fn emit<C: EbpfContext>(ctx: &C, ev: &mut Event) {
+    let Some(r) = EVENT_RATE.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot.
+    let r = unsafe { &mut *r };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now.wrapping_sub(r.start) >= 1_000_000_000 {
+        r.start = now;
+        r.sent = 0;
+    }
+    if r.sent >= EVENTS_PER_SEC_PER_CPU {
+        r.suppressed += 1;
+        return;
+    }
+    r.sent += 1;
+    ev.ts_ns = now;
+    ev.suppressed = r.suppressed;
+    r.suppressed = 0;
+    EVENTS.output(ctx, ev, 0);
+}
+
+#[inline(always)]
+fn event(kind: EventKind, hook: Hook, c: &Cursor) -> Event {
+    let mut ev = Event {
+        kind: kind as u8,
+        hook: hook as u8,
+        value: c.frame_len() as u32,
+        ..Event::default()
+    };
+    guard_ebpf::event::describe(c, link_kind(), &mut ev);
+    ev
+}
+
 /// Runs the clamp on one frame and counts its one outcome.
 #[inline(always)]
-fn clamp<F: Frame>(frame: &mut F, hook: Hook) {
+fn clamp<F: Frame, C: EbpfContext>(frame: &mut F, hook: Hook, ctx: &C) {
     // Data segments end here: the configuration is read for SYNs only.
     let outcome = match mss::syn_segment(&frame.cursor(), link_kind()) {
         Ok(seg) => match MSS_CONFIG.get(0) {
-            Some(cfg) => mss::clamp_syn(frame, &seg, cfg),
+            Some(cfg) => {
+                let outcome = mss::clamp_syn(frame, &seg, cfg);
+                if outcome == MssOutcome::Clamped {
+                    let c = frame.cursor();
+                    let mut ev = Event {
+                        kind: EventKind::Clamped as u8,
+                        hook: hook as u8,
+                        reason: outcome as u32,
+                        ..Event::default()
+                    };
+                    guard_ebpf::event::describe_tcp(&c, &seg, &mut ev);
+                    ev.value = match seg.ip {
+                        IpVersion::V4 => cfg.mss_v4,
+                        IpVersion::V6 => cfg.mss_v6,
+                    } as u32;
+                    emit(ctx, &mut ev);
+                }
+                outcome
+            }
             None => MssOutcome::Disabled,
         },
         Err(outcome) => outcome,
@@ -127,11 +199,17 @@ fn peer_in_ranges(peer: Peer<'_>) -> bool {
 
 /// Runs the checksum repair on one frame and counts its one outcome.
 #[inline(always)]
-fn repair<D: Datagram>(d: &mut D, hook: Hook) {
+fn repair<D: Datagram, C: EbpfContext>(d: &mut D, hook: Hook, ctx: &C) {
     let outcome = repair::repair(d, link_kind(), || CSUM_CONFIG.get(0), peer_in_ranges);
     // Other traffic is not counted here: it costs nothing it need not.
     if outcome != CsumOutcome::NotVxlan {
         count_csum(hook, outcome);
+        if outcome == CsumOutcome::OuterRepaired {
+            let mut ev = event(EventKind::Repaired, hook, &d.cursor());
+            ev.reason = outcome as u32;
+            ev.value = d.frame_len() as u32;
+            emit(ctx, &mut ev);
+        }
     }
 }
 
@@ -187,7 +265,7 @@ pub fn guard_xdp(ctx: XdpContext) -> u32 {
     let len = ctx.data_end() - ctx.data();
     // SAFETY: the packet of this context.
     let c = unsafe { Cursor::new(ctx.data(), ctx.data_end(), len) };
-    clamp(&mut DirectFrame(c), Hook::XdpIngress);
+    clamp(&mut DirectFrame(c), Hook::XdpIngress, &ctx);
     XDP_PASS
 }
 
@@ -232,13 +310,13 @@ impl Datagram for XdpFrags<'_> {
 pub fn guard_xdp_frags(ctx: XdpContext) -> u32 {
     let features = FEATURES.load();
     if features & FEATURE_CSUM != 0 {
-        repair(&mut XdpFrags(&ctx), Hook::XdpIngress);
+        repair(&mut XdpFrags(&ctx), Hook::XdpIngress, &ctx);
     }
     if features & FEATURE_MSS != 0 {
         let len = ctx.data_end() - ctx.data();
         // SAFETY: the packet of this context (first buffer).
         let c = unsafe { Cursor::new(ctx.data(), ctx.data_end(), len) };
-        clamp(&mut DirectFrame(c), Hook::XdpIngress);
+        clamp(&mut DirectFrame(c), Hook::XdpIngress, &ctx);
     }
     XDP_PASS
 }
@@ -324,10 +402,10 @@ fn tc(ctx: TcContext, hook: Hook) -> i32 {
     }
     let features = FEATURES.load();
     if hook == Hook::TcIngress && features & FEATURE_CSUM != 0 {
-        repair(&mut TcFrame(&ctx), hook);
+        repair(&mut TcFrame(&ctx), hook, &ctx);
     }
     if features & FEATURE_MSS != 0 {
-        clamp(&mut TcFrame(&ctx), hook);
+        clamp(&mut TcFrame(&ctx), hook, &ctx);
     }
     // Continue with the next program or the default action: the guard
     // never decides a packet's fate.
@@ -440,11 +518,20 @@ fn tc_gso<const TYPED: bool>(ctx: &TcContext) -> i32 {
         // SAFETY: a per-CPU slot, written only by this CPU.
         unsafe { *c += 1 };
     }
-    if outcome.is_malformed() && cfg.action == GsoAction::Drop as u8 {
-        TC_ACT_SHOT
-    } else {
-        TC_ACT_UNSPEC
+    if !outcome.is_malformed() {
+        return TC_ACT_UNSPEC;
     }
+    let drop = cfg.action == GsoAction::Drop as u8;
+    let kind = if drop {
+        EventKind::GsoDropped
+    } else {
+        EventKind::GsoFlagged
+    };
+    let mut ev = event(kind, Hook::TcIngress, &Frame::cursor(&TcFrame(ctx)));
+    ev.reason = outcome as u32;
+    ev.value = ctx.len();
+    emit(ctx, &mut ev);
+    if drop { TC_ACT_SHOT } else { TC_ACT_UNSPEC }
 }
 
 /// Test-only (never attached by `run`): what the pre-5.7 NAT code did to

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod drops;
 pub mod ethtool;
+pub mod events;
 pub mod lab;
 pub mod lab_csum;
 pub mod lab_gso;

@@ -207,6 +207,7 @@ fn map_pins(features: &Features) -> Vec<(&'static str, &'static str)> {
     let mut pins = vec![
         (MSS_COUNTERS_MAP, PIN_COUNTERS),
         (MSS_CONFIG_MAP, PIN_CONFIG),
+        (guard_common::EVENTS_MAP, guard_common::PIN_EVENTS),
     ];
     if features.repair.is_some() {
         pins.extend([

@@ -50,6 +50,20 @@ enum Command {
     /// Each check says ok, warn, fail or skipped (with why), shows the evidence it read and the
     /// command that fixes what it found. Exits 1 when a check fails.
     Doctor(DoctorArgs),
+    /// Stream one line per interesting packet (clamped, repaired, malformed GSO) from the
+    /// guards of this network namespace: time, interface, hook, action, reason, addresses
+    /// and ports, MSS or size. Rate-limited in the kernel per CPU.
+    Events {
+        /// One JSON document per event, one per line.
+        #[arg(long)]
+        json: bool,
+        /// Only this interface.
+        #[arg(long, value_name = "IFACE")]
+        iface: Option<String>,
+        /// Stop after N events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
     /// Remove what `run --persist` left attached and pinned (programs, links, maps, state).
     Detach(DetachArgs),
     /// Ask the running daemon to re-read its configuration file (SIGHUP).
@@ -252,6 +266,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Stats(args) => show_stats(args),
+        Command::Events { json, iface, count } => {
+            guard_user::events::run(json, iface.as_deref(), count)
+        }
         Command::Detach(args) => guard_user::daemon::detach(args.iface.as_deref()),
         Command::Reload { pid } => guard_user::daemon::reload(pid),
         Command::Config(ConfigCommand::Check { path }) => {

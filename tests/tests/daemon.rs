@@ -357,3 +357,54 @@ fn a_recreated_interface_is_attached_again() {
     assert!(status.success(), "{out:?}");
     assert!(tcx(&ns, "r0").is_empty(), "left attached after SIGTERM");
 }
+
+/// `pktguard events --json` shows each clamp of a test transfer: the SYN at
+/// ingress, the SYN-ACK at egress, with addresses, ports and the new MSS.
+#[test]
+fn events_show_each_clamp_of_a_transfer() {
+    use std::io::BufRead as _;
+    let lab = TunnelLab::new().unwrap();
+    let daemon = Running::start(
+        &lab.node,
+        &["--iface", NODE_CLIENT_IF, "--attach", "tc", "--mtu", "1440"],
+    )
+    .unwrap();
+    let mut events = pktguard_in(&lab.node, &["events", "--json", "--count", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(events.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert!(first.contains("listening"), "{first}");
+    let t = lab.transfer(false, MB, DONE).unwrap();
+    assert!(t.completed(), "{t}");
+    let out = events.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let docs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(docs.len(), 2, "{docs:?}");
+    let pod = TunnelLab::pod_addr(false).to_string();
+    let syn = docs
+        .iter()
+        .find(|d| d["hook"] == "tc-ingress")
+        .expect("the SYN");
+    let synack = docs
+        .iter()
+        .find(|d| d["hook"] == "tc-egress")
+        .expect("the SYN-ACK");
+    for d in [syn, synack] {
+        assert_eq!(d["action"], "clamped", "{d}");
+        assert_eq!(d["mss"], 1400, "{d}");
+        assert_eq!(d["iface"], NODE_CLIENT_IF, "{d}");
+        assert_eq!(d["proto"], "tcp", "{d}");
+    }
+    assert_eq!(syn["dst"], pod.as_str(), "{syn}");
+    assert_eq!(syn["dport"], 9083, "{syn}");
+    assert_eq!(synack["src"], pod.as_str(), "{synack}");
+    assert_eq!(synack["sport"], 9083, "{synack}");
+    drop(daemon);
+}
