@@ -344,7 +344,9 @@ fn serve(
 
 fn summary(daemon: &Daemon) {
     for guard in daemon.guards.values() {
-        if let Ok(hooks) = guard.counters() {
+        if let Ok(hooks) = guard.counters()
+            && guard.features.clamp.is_some()
+        {
             let clamped: u64 = hooks.iter().map(|h| h.get(MssCounter::Clamped)).sum();
             let syn: u64 = hooks.iter().map(|h| h.get(MssCounter::Syn)).sum();
             println!(
@@ -367,7 +369,7 @@ fn summary(daemon: &Daemon) {
             );
         }
         if let Ok(hooks) = guard.csum_counters()
-            && !hooks.is_empty()
+            && guard.features.repair.is_some()
         {
             let seen: u64 = hooks.iter().map(|h| h.vxlan_seen()).sum();
             let fixed: u64 = hooks

@@ -232,7 +232,13 @@ impl Running {
     pub fn start(ns: &Netns, args: &[&str]) -> Result<Running> {
         let mut all = vec!["run"];
         all.extend_from_slice(args);
-        let mut child = pktguard_in(ns, &all)
+        Running::spawn(pktguard_in(ns, &all))
+    }
+
+    /// Starts `cmd` (a `pktguard run`, however wrapped) and waits until it
+    /// says it runs.
+    pub fn spawn(mut cmd: Command) -> Result<Running> {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -61,6 +61,7 @@ const PACKAGES: &[&str] = &[
     "iperf3",
     "python3-scapy",
     "util-linux",
+    "yamllint",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
