@@ -1,6 +1,8 @@
 //! Helpers of the privileged tests: the compiled programs under
 //! BPF_PROG_TEST_RUN, and `pktguard run` as a user starts it.
 
+pub mod rate;
+
 use std::{
     io::{BufRead as _, BufReader},
     path::PathBuf,

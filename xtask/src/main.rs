@@ -37,7 +37,8 @@ enum Cmd {
     /// `pktguard lab gso` and `pktguard lab csum`.
     Lab,
     /// Set up, build, and measure: `mss`, `csum`, `gso` (ns per packet with
-    /// BPF_PROG_TEST_RUN) or `drops` (the drop monitor's cost on a drop flood).
+    /// BPF_PROG_TEST_RUN), `drops` (the drop monitor's cost on a drop flood),
+    /// `rate` (forwarded rates with trafgen against the kernel's clamps) or `all`.
     Bench {
         /// Which benchmark.
         #[arg(default_value = "mss")]

@@ -399,12 +399,56 @@ fn drops_rounds(
     Ok(())
 }
 
+/// `bench rate`: trafgen through a router with each hook; results under
+/// bench/results/.
+fn rate() -> Result<()> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
+    let opts = pktguard_tests::rate::Options::full(dir);
+    println!(
+        "bench rate: trafgen (one worker) -> router -> sink over veth; {} rounds of {:?} after {:?} warm-up, hooks interleaved; kernel {}",
+        opts.rounds,
+        opts.window,
+        opts.warmup,
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
+    );
+    let r = pktguard_tests::rate::run(&opts)?;
+    print!("{}", r.table);
+    println!(
+        "{} of {} measurements discarded (trafgen waited for a CPU > 3%); ratios are medians of per-round ratios",
+        r.discarded,
+        r.rounds * r.series.len()
+    );
+    println!("results: {} and {}", r.json.display(), r.svg.display());
+    println!(
+        "note: on veth, native XDP copies every frame (a physical NIC does not): the TC rows are the fair comparison here"
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match std::env::args().nth(1).as_deref() {
         None | Some("mss") => mss(),
         Some("csum") => csum(),
         Some("gso") => gso(),
         Some("drops") => drops(),
-        Some(other) => bail!("unknown benchmark {other:?}: try `mss`, `csum`, `gso` or `drops`"),
+        Some("rate") => rate(),
+        Some("all") => {
+            let start = std::time::Instant::now();
+            for (name, f) in [
+                ("mss", mss as fn() -> Result<()>),
+                ("csum", csum),
+                ("gso", gso),
+                ("drops", drops),
+                ("rate", rate),
+            ] {
+                println!("\n=== bench {name} ({:.0?} so far)", start.elapsed());
+                f()?;
+            }
+            println!("\nbench all: done in {:.0?}", start.elapsed());
+            Ok(())
+        }
+        Some(other) => {
+            bail!("unknown benchmark {other:?}: try `mss`, `csum`, `gso`, `drops`, `rate` or `all`")
+        }
     }
 }
