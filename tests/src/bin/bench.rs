@@ -35,7 +35,8 @@ fn looped(l: &Loaded, prog: &str, frame: &[u8]) -> Result<f64> {
 /// Medians of `base` and `prog` on `frame` and of their difference, the
 /// two measured alternately in each round so that drift of the machine
 /// cancels out of the difference.
-fn paired(l: &Loaded, base: &str, prog: &str, frame: &[u8]) -> Result<(f64, f64, f64)> {
+/// The fourth value is the spread of the per-round differences, `[min, max]`.
+fn paired(l: &Loaded, base: &str, prog: &str, frame: &[u8]) -> Result<(f64, f64, f64, String)> {
     let (mut b, mut g, mut d) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let x = l.run(base, frame, REPEAT)?.duration.as_nanos() as f64;
@@ -44,7 +45,14 @@ fn paired(l: &Loaded, base: &str, prog: &str, frame: &[u8]) -> Result<(f64, f64,
         g.push(y);
         d.push(y - x);
     }
-    Ok((median(b), median(g), median(d)))
+    let lo = d.iter().copied().fold(f64::MAX, f64::min);
+    let hi = d.iter().copied().fold(f64::MIN, f64::max);
+    Ok((
+        median(b),
+        median(g),
+        median(d),
+        format!("[{lo:+.0}, {hi:+.0}]"),
+    ))
 }
 
 /// Median ns per packet over many one-repetition calls, each on a fresh frame.
@@ -76,7 +84,7 @@ fn mss() -> Result<()> {
         std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
     );
     println!(
-        "{:<5} {:<44} {:>9} {:>9} {:>9}",
+        "{:<5} {:<44} {:>9} {:>9} {:>9}  spread of deltas",
         "hook", "packet", "empty ns", "guard ns", "delta ns"
     );
     // The targets are defined on looped runs (the measurement); the
@@ -93,9 +101,9 @@ fn mss() -> Result<()> {
             ("SYN clamped 1460->1400, one per call", &syn, true),
         ];
         for (what, frame, one_per_call) in rows {
-            let (e, g, d) = if one_per_call {
+            let (e, g, d, spread) = if one_per_call {
                 let (e, g) = (single(&l, empty, frame)?, single(&l, prog, frame)?);
-                (e, g, g - e)
+                (e, g, g - e, String::new())
             } else {
                 paired(&l, empty, prog, frame)?
             };
@@ -104,7 +112,7 @@ fn mss() -> Result<()> {
                 (false, true) => worst_syn = worst_syn.max(d),
                 (false, false) => worst_data = worst_data.max(d),
             }
-            println!("{hook:<5} {what:<44} {e:>9.1} {g:>9.1} {d:>+9.1}");
+            println!("{hook:<5} {what:<44} {e:>9.1} {g:>9.1} {d:>+9.1}  {spread}");
         }
     }
     println!(
@@ -140,7 +148,7 @@ fn csum() -> Result<()> {
         std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
     );
     println!(
-        "{:<5} {:<36} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "{:<5} {:<36} {:>9} {:>9} {:>9} {:>9} {:>7}  spread",
         "hook", "packet", "empty ns", "pass ns", "guard ns", "delta ns", "vs pass"
     );
     let show = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
@@ -196,10 +204,10 @@ fn csum() -> Result<()> {
         } else {
             PROG_BENCH_EMPTY_TC
         };
-        let (e, g, d) = paired(&l, base, prog, &data)?;
+        let (e, g, d, spread) = paired(&l, base, prog, &data)?;
         worst_other = worst_other.max(d);
         println!(
-            "{hook:<5} {:<36} {e:>9.1} {:>9} {g:>9.1} {d:>+9.1}",
+            "{hook:<5} {:<36} {e:>9.1} {:>9} {g:>9.1} {d:>+9.1}          {spread}",
             "TCP data segment (not VXLAN)", ""
         );
     }
@@ -228,17 +236,17 @@ fn gso() -> Result<()> {
         std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
     );
     println!(
-        "{:<58} {:>9} {:>9} {:>9}",
+        "{:<58} {:>9} {:>9} {:>9}  spread of deltas",
         "program: packet", "empty ns", "guard ns", "delta ns"
     );
     let data = Segment::syn(&[]).flags(ACK).payload(&[0x5a; 1400]).build();
     let agg = Segment::syn(&[]).flags(ACK).payload(&[0x5a; 2896]).build();
     let mut worst = f64::MIN;
     for prog in [PROG_TC_GSO, PROG_TC_GSO_TYPED] {
-        let (e, g, d) = paired(&l, PROG_BENCH_EMPTY_TC, prog, &data)?;
+        let (e, g, d, spread) = paired(&l, PROG_BENCH_EMPTY_TC, prog, &data)?;
         worst = worst.max(d);
         println!(
-            "{:<58} {e:>9.1} {g:>9.1} {d:>+9.1}",
+            "{:<58} {e:>9.1} {g:>9.1} {d:>+9.1}  {spread}",
             format!("{prog}: non-GSO data segment (1400 B)")
         );
         let (mut b, mut t, mut ds) = (Vec::new(), Vec::new(), Vec::new());
