@@ -446,19 +446,8 @@ pub fn detach(iface: Option<&str>) -> Result<()> {
     };
     for entry in entries {
         let key = entry.file_name().to_string_lossy().into_owned();
-        if key.starts_with('_') {
+        let Some(name) = sys::iface_of_key(&key, &suffix) else {
             continue;
-        }
-        let name = if suffix.is_empty() {
-            if key.contains('@') {
-                continue;
-            }
-            key.clone()
-        } else {
-            match key.strip_suffix(&suffix) {
-                Some(n) => n.to_string(),
-                None => continue,
-            }
         };
         if iface.is_some_and(|i| i != name) {
             continue;

@@ -270,22 +270,9 @@ pub fn ensure_tracefs() -> Result<&'static str> {
         }
     }
     let root = TRACEFS[0];
-    let (src, fstype, target) = (c"nodev", c"tracefs", c"/sys/kernel/tracing");
-    // SAFETY: valid NUL-terminated strings, no data.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error()).with_context(|| {
-            format!("mounting tracefs at {root} (try: mount -t tracefs nodev {root})")
-        });
-    }
+    sys::mount_fs("tracefs", root).with_context(|| {
+        format!("mounting tracefs at {root} (try: mount -t tracefs nodev {root})")
+    })?;
     if !Path::new(root).join(FORMAT).exists() {
         bail!("this kernel has no skb:kfree_skb tracepoint ({root}/{FORMAT} is missing)");
     }

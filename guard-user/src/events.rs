@@ -154,16 +154,8 @@ pub fn run(json: bool, only: Option<&str>, count: Option<u64>) -> Result<()> {
         .with_context(|| format!("reading {PIN_DIR}: no pktguard runs here"))?;
     for entry in entries.flatten() {
         let key = entry.file_name().to_string_lossy().into_owned();
-        let iface = if suffix.is_empty() {
-            if key.contains('@') || key.starts_with('_') {
-                continue;
-            }
-            key.clone()
-        } else {
-            match key.strip_suffix(&suffix) {
-                Some(i) => i.to_string(),
-                None => continue,
-            }
+        let Some(iface) = sys::iface_of_key(&key, &suffix) else {
+            continue;
         };
         if only.is_some_and(|o| o != iface) {
             continue;

@@ -170,21 +170,12 @@ pub fn collect(only: Option<&str>) -> Result<Vec<IfaceStats>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e).with_context(|| format!("reading {PIN_DIR}")),
     };
-    let probe = sys::iface_key("x")?;
-    let suffix = probe.strip_prefix('x').unwrap_or("");
+    let suffix = sys::iface_key("")?;
     for entry in entries {
         let entry = entry?;
         let key = entry.file_name().to_string_lossy().into_owned();
-        let iface = if suffix.is_empty() {
-            if key.contains('@') {
-                continue;
-            }
-            key.clone()
-        } else {
-            match key.strip_suffix(suffix) {
-                Some(i) => i.to_string(),
-                None => continue,
-            }
+        let Some(iface) = sys::iface_of_key(&key, &suffix) else {
+            continue;
         };
         if only.is_some_and(|o| o != iface) {
             continue;

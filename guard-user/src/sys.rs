@@ -170,23 +170,8 @@ pub fn ensure_bpffs(root: &str) -> Result<()> {
     if unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
         return Ok(());
     }
-    fs::create_dir_all(root).with_context(|| format!("creating {root}"))?;
-    let fstype = CString::new("bpf")?;
-    // SAFETY: valid NUL-terminated strings, no data.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            path.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("mounting bpffs at {root} (try: mount -t bpf bpf {root})"));
-    }
-    Ok(())
+    mount_fs("bpf", root)
+        .with_context(|| format!("mounting bpffs at {root} (try: mount -t bpf bpf {root})"))
 }
 
 /// Inode of a network namespace file (this thread's by default).
@@ -209,6 +194,35 @@ pub fn iface_key(iface: &str) -> Result<String> {
     } else {
         format!("{iface}@{mine}")
     })
+}
+
+/// The interface a pin directory or state file named `key` belongs to, if
+/// it belongs to this network namespace (`suffix`: [`iface_key`] of "").
+/// Names starting with `_` are pktguard's own (the drop monitor).
+pub fn iface_of_key(key: &str, suffix: &str) -> Option<String> {
+    if key.starts_with('_') {
+        return None;
+    }
+    if suffix.is_empty() {
+        (!key.contains('@')).then(|| key.to_string())
+    } else {
+        key.strip_suffix(suffix).map(str::to_string)
+    }
+}
+
+/// Mounts a pseudo file system (`bpf`, `tracefs`) at `target`.
+pub fn mount_fs(fstype: &str, target: &str) -> io::Result<()> {
+    let (fs, dir) = (
+        CString::new(fstype).map_err(io::Error::other)?,
+        CString::new(target).map_err(io::Error::other)?,
+    );
+    fs::create_dir_all(target)?;
+    // SAFETY: valid NUL-terminated strings, no data.
+    let rc = unsafe { libc::mount(fs.as_ptr(), dir.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Enters the network namespace at `path` for the calling thread.
@@ -235,6 +249,16 @@ mod tests {
         );
         assert_eq!(parse_kernel_release("5.4"), Some((5, 4)));
         assert_eq!(parse_kernel_release("garbage"), None);
+    }
+
+    #[test]
+    fn keys_of_this_namespace() {
+        assert_eq!(iface_of_key("eth0", "").as_deref(), Some("eth0"));
+        assert_eq!(iface_of_key("eth0@42", ""), None);
+        assert_eq!(iface_of_key("eth0@42", "@42").as_deref(), Some("eth0"));
+        assert_eq!(iface_of_key("eth0@43", "@42"), None);
+        assert_eq!(iface_of_key("eth0", "@42"), None);
+        assert_eq!(iface_of_key("_drops", ""), None);
     }
 
     #[test]

@@ -278,18 +278,11 @@ fn overhead(kind: &str) -> Option<u32> {
 fn guards(host: &dyn Host) -> Vec<(String, BTreeMap<String, String>, bool)> {
     let dir = guard_common::RUN_DIR;
     let suffix = host.key_suffix();
-    let ours = |key: &str| {
-        if suffix.is_empty() {
-            !key.contains('@')
-        } else {
-            key.ends_with(&suffix)
-        }
-    };
     host.list(dir)
         .unwrap_or_default()
         .into_iter()
-        .filter(|f| f.ends_with(".lock") && !f.starts_with('_'))
-        .filter(|f| ours(f.trim_end_matches(".lock")))
+        .filter(|f| f.ends_with(".lock"))
+        .filter(|f| crate::sys::iface_of_key(f.trim_end_matches(".lock"), &suffix).is_some())
         .map(|f| {
             let path = format!("{dir}/{f}");
             let state: BTreeMap<String, String> = host
