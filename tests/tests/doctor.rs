@@ -467,9 +467,19 @@ fn stale_pktguard_state_warns() {
     let stale = dir.join(format!("{key}.lock"));
     fs::write(&stale, "pid=4242\niface=u0\n").unwrap();
     let checks = live_checks(&n);
-    let _ = fs::remove_file(&stale);
     let c = check(&checks, "pktguard");
     assert_eq!(c.status, Status::Warn, "{c:?}");
+    // Left by `run --persist`: pinned on purpose, not stale.
+    fs::write(
+        &stale,
+        "pid=4242\niface=u0\nhooks=tc-ingress\npersist=1\nmss_v4=1400\nmss_v6=1380\n",
+    )
+    .unwrap();
+    let checks = live_checks(&n);
+    let _ = fs::remove_file(&stale);
+    let c = check(&checks, "pktguard");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.evidence[0].contains("pinned, no daemon"), "{c:?}");
 }
 
 #[test]

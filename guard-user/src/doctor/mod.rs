@@ -353,7 +353,7 @@ fn tunnel_mtu(host: &dyn Host, links: &[Link]) -> Check {
         .collect();
     let clamps: Vec<(String, u32)> = guards(host)
         .into_iter()
-        .filter(|(_, _, running)| *running)
+        .filter(|(_, s, running)| *running || s.get("persist").is_some_and(|v| v == "1"))
         .filter_map(|(key, s, _)| Some((key, s.get("mss_v4")?.parse().ok()?)))
         .collect();
     for (key, mss) in &clamps {
@@ -611,17 +611,25 @@ fn pktguard(host: &dyn Host) -> Check {
     let mut c = Check::new("pktguard", None, "pktguard on this host");
     let gs = guards(host);
     let mut stale = 0;
+    let mut pinned = 0;
     for (key, s, running) in &gs {
-        if !running {
+        let persisted = s.get("persist").is_some_and(|v| v == "1");
+        if !running && !persisted {
             stale += 1;
             c.evidence
                 .push(format!("{key}: state left by a pktguard that was killed"));
             continue;
         }
+        let who = if *running {
+            format!("pid {}", s.get("pid").map_or("?", String::as_str))
+        } else {
+            pinned += 1;
+            "pinned, no daemon: `pktguard run --persist` adopts it, `pktguard detach` removes it"
+                .to_string()
+        };
         let mut what = vec![format!(
-            "{key}: {} (pid {})",
+            "{key}: {} ({who})",
             s.get("hooks").map_or("", String::as_str),
-            s.get("pid").map_or("?", String::as_str)
         )];
         if let (Some(v4), Some(v6)) = (s.get("mss_v4"), s.get("mss_v6")) {
             what.push(format!("MSS clamp {v4}/{v6}"));
@@ -638,7 +646,7 @@ fn pktguard(host: &dyn Host) -> Check {
         c.evidence
             .push("drop monitor running (pktguard run --drop-monitor)".to_string());
     }
-    let running = gs.iter().filter(|g| g.2).count();
+    let running = gs.iter().filter(|g| g.2).count() + pinned;
     if stale > 0 {
         c.fix.push(format!(
             "rm {}/<iface>.lock   # or start pktguard run on it again, which cleans up",
