@@ -33,6 +33,8 @@ pub struct Options {
     pub metrics_addr: Option<SocketAddr>,
     pub drop_monitor: bool,
     pub persist: bool,
+    /// --log-level (over the file's `log_level`, default info).
+    pub log_level: Option<String>,
 }
 
 fn read_config(path: &Path) -> Result<Config> {
@@ -49,9 +51,19 @@ fn effective(file: Config, opts: &Options) -> Config {
         metrics_addr: opts.metrics_addr.or(cfg.daemon.metrics_addr),
         drop_monitor: opts.drop_monitor || cfg.daemon.drop_monitor,
         persist: opts.persist || cfg.daemon.persist,
-        log_level: cfg.daemon.log_level,
+        log_level: opts.log_level.clone().or(cfg.daemon.log_level),
     };
     cfg
+}
+
+fn set_log_level(level: Option<&str>) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    let filter = level
+        .and_then(|l| l.parse::<log::LevelFilter>().ok())
+        .unwrap_or(log::LevelFilter::Info);
+    log::set_max_level(filter);
 }
 
 fn check(i: &IfaceConfig) -> Result<()> {
@@ -174,6 +186,7 @@ impl Daemon {
             }
             stay
         });
+        set_log_level(new.daemon.log_level.as_deref());
         self.cfg = new;
         info!("configuration reloaded from {}", path.display());
     }
@@ -223,6 +236,7 @@ pub fn run(opts: Options) -> Result<()> {
         None => Config::default(),
     };
     let cfg = effective(file, &opts);
+    set_log_level(cfg.daemon.log_level.as_deref());
     if cfg.interfaces.is_empty() && !cfg.daemon.drop_monitor {
         bail!("nothing to guard: the configuration has no [interface.NAME] section");
     }

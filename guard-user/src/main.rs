@@ -101,9 +101,10 @@ struct RunArgs {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9436.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
-    /// Log level of the daemon's log (stderr): error, warn, info, debug, trace.
-    #[arg(long, default_value = "info")]
-    log_level: String,
+    /// Log level of the daemon's log (stderr): error, warn, info, debug, trace (default: the
+    /// config file's log_level, else info; RUST_LOG overrides both).
+    #[arg(long, value_parser = ["error", "warn", "info", "debug", "trace"])]
+    log_level: Option<String>,
     /// Where to attach. auto: native XDP on physical NICs whose driver supports it, TC on
     /// virtual devices (where native XDP copies every frame) and when the driver refuses.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
@@ -255,14 +256,16 @@ enum LabCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match &cli.command {
-        Command::Run(a) => a.log_level.clone(),
-        _ => "warn".to_string(),
-    };
+    // Every record reaches the logger; log::max_level decides (run sets it
+    // from --log-level or the config file). RUST_LOG, when set, decides alone.
+    let rust_log = std::env::var("RUST_LOG").ok();
     env_logger::Builder::new()
-        .parse_filters(&std::env::var("RUST_LOG").unwrap_or(level))
+        .parse_filters(rust_log.as_deref().unwrap_or("trace"))
         .format_target(false)
         .init();
+    if rust_log.is_none() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Stats(args) => show_stats(args),
@@ -405,6 +408,7 @@ fn run(args: RunArgs) -> Result<()> {
         metrics_addr: args.metrics_addr,
         drop_monitor: args.drop_monitor,
         persist: args.persist,
+        log_level: args.log_level,
     })
 }
 
