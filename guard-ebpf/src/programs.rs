@@ -121,7 +121,10 @@ struct Rate {
 static EVENT_RATE: PerCpuArray<Rate> = PerCpuArray::with_max_entries(1, 0);
 
 /// Sends `ev` unless this CPU sent its share this second: a flood of
-/// clamps or drops cannot swamp userspace.
+/// clamps or drops cannot swamp userspace. The clock is read for events
+/// sent (at most the share per second) and once per 64 suppressed ones:
+/// reading it for every packet of a flood cost more than the clamp itself
+/// (bench rate: 65 ns per SYN in this VM).
 #[inline(always)]
 fn emit<C: EbpfContext>(ctx: &C, ev: &mut Event) {
     let Some(r) = EVENT_RATE.get_ptr_mut(0) else {
@@ -129,15 +132,23 @@ fn emit<C: EbpfContext>(ctx: &C, ev: &mut Event) {
     };
     // SAFETY: this CPU's slot.
     let r = unsafe { &mut *r };
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    if now.wrapping_sub(r.start) >= 1_000_000_000 {
-        r.start = now;
-        r.sent = 0;
-    }
     if r.sent >= EVENTS_PER_SEC_PER_CPU {
         r.suppressed += 1;
-        return;
+        if r.suppressed & 63 != 0 {
+            return;
+        }
+        // SAFETY: a helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
+        if now.wrapping_sub(r.start) < 1_000_000_000 {
+            return;
+        }
+        r.sent = 0;
+    }
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if r.sent == 0 || now.wrapping_sub(r.start) >= 1_000_000_000 {
+        r.start = now;
+        r.sent = 0;
     }
     r.sent += 1;
     ev.ts_ns = now;

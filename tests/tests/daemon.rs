@@ -408,3 +408,87 @@ fn events_show_each_clamp_of_a_transfer() {
     assert_eq!(synack["sport"], 9083, "{synack}");
     drop(daemon);
 }
+
+/// A SYN flood on one CPU: the programs send 100 events per CPU per second
+/// and count the rest, which the next event sent reports.
+#[test]
+fn events_are_rate_limited_in_the_kernel() {
+    use guard_ebpf::testpkt::Segment;
+    use std::io::BufRead as _;
+    let lab = TunnelLab::new().unwrap();
+    let daemon = Running::start(
+        &lab.node,
+        &[
+            "--iface",
+            NODE_CLIENT_IF,
+            "--attach",
+            "tc",
+            "--direction",
+            "ingress",
+            "--mtu",
+            "1440",
+        ],
+    )
+    .unwrap();
+    let mac = |ns: &Netns, dev: &str| -> Vec<u8> {
+        let out = ns.ip(&["-br", "link", "show", "dev", dev]).unwrap();
+        out.split_whitespace()
+            .nth(2)
+            .unwrap()
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    };
+    let mut frame = Segment::syn(&[2, 4, 0x05, 0xb4]).build();
+    frame[0..6].copy_from_slice(&mac(&lab.node, NODE_CLIENT_IF));
+    frame[6..12].copy_from_slice(&mac(&lab.client, guard_user::lab::CLIENT_IF));
+    let bytes: Vec<String> = frame.iter().map(|b| format!("{b:#04x}")).collect();
+    let packet = format!("{{ {} }}", bytes.join(", "));
+    let flood = |n: &str| {
+        lab.client
+            .exec(&[
+                "trafgen",
+                "-o",
+                guard_user::lab::CLIENT_IF,
+                "-n",
+                n,
+                "-P",
+                "1",
+                "--notouch-irq",
+                "--no-cpu-stats",
+                "-q",
+                &packet,
+            ])
+            .unwrap();
+    };
+    let mut events = pktguard_in(&lab.node, &["events", "--json", "--count", "101"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(events.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    flood("3000");
+    // The next window opens a second later, seen at a 64th suppressed event.
+    std::thread::sleep(Duration::from_millis(1100));
+    flood("200");
+    let out = events.wait_with_output().unwrap();
+    let docs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 101, "{:?}", docs.len());
+    assert!(docs[..100].iter().all(|d| d["suppressed"] == 0));
+    let suppressed = docs[100]["suppressed"].as_u64().unwrap();
+    assert!(
+        suppressed >= 2800,
+        "the 101st event reports {suppressed} suppressed"
+    );
+    let json = stats_json(&lab.node);
+    assert!(
+        stats_counter(&json, NODE_CLIENT_IF, "hooks", "tc-ingress", "clamped") >= 3000,
+        "{json}"
+    );
+    drop(daemon);
+}
