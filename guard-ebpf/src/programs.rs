@@ -302,6 +302,13 @@ impl Datagram for XdpFrags<'_> {
     fn sum(&self, off: usize, len: usize, seed: u32) -> Option<u32> {
         let ctx = self.0.ctx;
         chunked_sum(off, len, seed, |at, buf, n| {
+            // `n < 1`, not `n == 0`: verifiers before 6.2 learn no lower
+            // bound from an equality test, and the helper needs n >= 1.
+            // (opaque keeps LLVM from turning it back into `== 0`.)
+            let n = opaque(n);
+            if n < opaque(1) || n > CHUNK {
+                return false;
+            }
             // SAFETY: n <= CHUNK bytes into the per-CPU buffer.
             unsafe { bpf_xdp_load_bytes(ctx, at as u32, buf.cast(), n as u32) == 0 }
         })
@@ -382,6 +389,13 @@ impl Datagram for TcFrame<'_> {
     fn sum(&self, off: usize, len: usize, seed: u32) -> Option<u32> {
         let ctx = self.0;
         chunked_sum(off, len, seed, |at, buf, n| {
+            // `n < 1`, not `n == 0`: verifiers before 6.2 learn no lower
+            // bound from an equality test, and the helper needs n >= 1.
+            // (opaque keeps LLVM from turning it back into `== 0`.)
+            let n = opaque(n);
+            if n < opaque(1) || n > CHUNK {
+                return false;
+            }
             // SAFETY: n <= CHUNK bytes into the per-CPU buffer.
             unsafe {
                 aya_ebpf::helpers::generated::bpf_skb_load_bytes(

@@ -142,7 +142,7 @@ fn gso_size_supported() -> bool {
 }
 
 /// Multi-buffer XDP (and bpf_xdp_load_bytes) arrived in Linux 5.18.
-fn xdp_frags_supported() -> bool {
+pub fn xdp_frags_supported() -> bool {
     sys::kernel_version().is_ok_and(|v| v >= (5, 18))
 }
 

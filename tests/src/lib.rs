@@ -44,6 +44,9 @@ impl Loaded {
     /// Loads with only `features` (FEATURE_* bits) compiled in.
     pub fn with_features(cfg: MssConfig, link: LinkKind, features: u8) -> Result<Loaded> {
         let mut ebpf = guard_user::loader::load(link, features)?;
+        // Multi-buffer XDP and bpf_xdp_load_bytes arrived in 5.18: the
+        // loader never loads these programs on older kernels, nor does this.
+        let frags = guard_user::loader::xdp_frags_supported();
         for name in [
             guard_common::PROG_XDP,
             guard_common::PROG_XDP_FRAGS,
@@ -51,6 +54,13 @@ impl Loaded {
             guard_common::PROG_BENCH_EMPTY_XDP_FRAGS,
             guard_common::PROG_BENCH_CSUM_PASS_XDP,
         ] {
+            if !frags
+                && name != guard_common::PROG_XDP
+                && name != guard_common::PROG_BENCH_EMPTY_XDP
+            {
+                eprintln!("{name}: not loaded (multi-buffer XDP needs Linux 5.18)");
+                continue;
+            }
             let p: &mut Xdp = ebpf.program_mut(name).expect("xdp program").try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;
         }

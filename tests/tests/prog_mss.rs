@@ -18,18 +18,13 @@ fn table(prog: &str, hook: Hook, verdict: u32) {
     let mut table = Table::new(prog);
     for case in &mss_cases(V4, V6) {
         let before = loaded.counters().unwrap()[hook as usize].clone();
-        if hook != Hook::XdpIngress && kernel_refuses_at_tc(&case.frame) {
-            let err = loaded.run(prog, &case.frame, 1).err();
-            assert!(
-                err.is_some(),
-                "{}: the kernel ran a frame it refuses",
-                case.name
-            );
-            continue;
-        }
-        let ran = loaded
-            .run(prog, &case.frame, 1)
-            .unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
+        // The skb harness refuses frames too short for their IP header
+        // on 6.x; 5.10 runs them, and the program must then count them as
+        // the row says (malformed).
+        let ran = match loaded.run(prog, &case.frame, 1) {
+            Err(_) if hook != Hook::XdpIngress && kernel_refuses_at_tc(&case.frame) => continue,
+            r => r.unwrap_or_else(|e| panic!("{}: {e:#}", case.name)),
+        };
         let after = loaded.counters().unwrap()[hook as usize].clone();
         let mut why = Vec::new();
         if case.outcome == MssOutcome::Clamped && !testpkt::tcp_checksum_ok(&ran.out) {

@@ -12,6 +12,8 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod vm;
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -36,6 +38,13 @@ enum Cmd {
     /// Set up, build, and rebuild incidents 3, 1 and 4 in namespaces: `pktguard lab mss`,
     /// `pktguard lab gso` and `pktguard lab csum`.
     Lab,
+    /// Set up, build, and run the verifier and program-table tests on Debian's 5.10, 6.1 and
+    /// 6.12 kernels under qemu (TCG). `cargo xtask test` runs it after the host suite.
+    VmTest {
+        /// 5.10, 6.1, 6.12 or all.
+        #[arg(long, default_value = "all")]
+        kernel: String,
+    },
     /// Set up, build, and measure: `mss`, `csum`, `gso` (ns per packet with
     /// BPF_PROG_TEST_RUN), `drops` (the drop monitor's cost on a drop flood),
     /// `rate` (forwarded rates with trafgen against the kernel's clamps) or `all`.
@@ -63,6 +72,9 @@ const PACKAGES: &[&str] = &[
     "python3-scapy",
     "util-linux",
     "yamllint",
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -87,6 +99,16 @@ fn main() -> Result<()> {
             privileged(Command::new("target/release/pktguard").args(["lab", "mss"]))?;
             privileged(Command::new("target/release/pktguard").args(["lab", "gso"]))?;
             privileged(Command::new("target/release/pktguard").args(["lab", "csum"]))
+        }
+        Cmd::VmTest { kernel } => {
+            setup()?;
+            build()?;
+            let (p, f) = vm_tests(&kernel)?;
+            println!("vm tests: {p} passed, {f} failed");
+            if f > 0 {
+                bail!("{f} test(s) failed in the guests");
+            }
+            Ok(())
         }
         Cmd::Bench { which } => {
             setup()?;
@@ -279,28 +301,8 @@ fn run_tests(cmd: &mut Command, tally: &mut Tally) -> Result<bool> {
     Ok(child.wait()?.success())
 }
 
-fn test(filter: Option<&str>) -> Result<()> {
-    let started = Instant::now();
-    let mut tally = Tally::default();
-    let mut ok = true;
-    let filter_args: Vec<&str> = filter.into_iter().collect();
-
-    println!("== host tests (pure logic, no privileges)");
-    ok &= run_tests(
-        Command::new("cargo")
-            .args(["test", "-p", "guard-common", "-p", "guard-user", "--"])
-            .args(&filter_args),
-        &mut tally,
-    )?;
-    ok &= run_tests(
-        Command::new("cargo")
-            .args(["test", "-p", "guard-ebpf", "--lib", "--"])
-            .args(&filter_args),
-        &mut tally,
-    )?;
-
-    println!("== building pktguard and the privileged tests");
-    build()?;
+/// Builds the privileged test binaries; their paths.
+fn privileged_test_binaries() -> Result<Vec<String>> {
     let out = Command::new("cargo")
         .args([
             "test",
@@ -325,6 +327,54 @@ fn test(filter: Option<&str>) -> Result<()> {
     if executables.is_empty() {
         bail!("no privileged test binary was built");
     }
+    Ok(executables)
+}
+
+/// The guest tests (vm::GUEST_TESTS) on `kernel` ("all" or one).
+fn vm_tests(kernel: &str) -> Result<(u32, u32)> {
+    let exes = privileged_test_binaries()?;
+    let binaries: Vec<(String, PathBuf)> = vm::GUEST_TESTS
+        .iter()
+        .filter_map(|name| {
+            let exe = exes.iter().find(|e| {
+                Path::new(e)
+                    .file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with(&format!("{name}-")))
+            })?;
+            Some((name.to_string(), PathBuf::from(exe)))
+        })
+        .collect();
+    if binaries.len() != vm::GUEST_TESTS.len() {
+        bail!("missing guest test binaries: {:?}", vm::GUEST_TESTS);
+    }
+    // No privileges needed: apt works on a private state directory, qemu
+    // under TCG, and the guest is root in itself.
+    vm::run(kernel, &binaries)
+}
+
+fn test(filter: Option<&str>) -> Result<()> {
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    let mut ok = true;
+    let filter_args: Vec<&str> = filter.into_iter().collect();
+
+    println!("== host tests (pure logic, no privileges)");
+    ok &= run_tests(
+        Command::new("cargo")
+            .args(["test", "-p", "guard-common", "-p", "guard-user", "--"])
+            .args(&filter_args),
+        &mut tally,
+    )?;
+    ok &= run_tests(
+        Command::new("cargo")
+            .args(["test", "-p", "guard-ebpf", "--lib", "--"])
+            .args(&filter_args),
+        &mut tally,
+    )?;
+
+    println!("== building pktguard and the privileged tests");
+    build()?;
+    let executables = privileged_test_binaries()?;
     let bin = std::fs::canonicalize("target/release/pktguard")?;
     println!("== privileged tests (BPF in the running kernel, namespaces)");
     for exe in executables {
@@ -338,6 +388,19 @@ fn test(filter: Option<&str>) -> Result<()> {
         };
         cmd.env("PKTGUARD_BIN", &bin).args(&filter_args);
         ok &= run_tests(&mut cmd, &mut tally)?;
+    }
+    if filter.is_none() {
+        println!("== the same programs on Debian's 5.10, 6.1 and 6.12 kernels (qemu, TCG)");
+        match vm_tests("all") {
+            Ok((p, f)) => {
+                tally.passed += u64::from(p);
+                tally.failed += u64::from(f);
+            }
+            Err(e) => {
+                println!("vm tests: {e:#}");
+                ok = false;
+            }
+        }
     }
     println!(
         "== {} in {:.0?}",
