@@ -818,8 +818,18 @@ pub fn load_pinned(
 }
 
 /// Where `skb_shinfo(skb)->gso_type` is in the running kernel, and its
-/// SKB_GSO_* bits, from the kernel's BTF.
+/// SKB_GSO_* bits, from the kernel's BTF: read once per process (every
+/// guard's load and GSO attach asked for it, a parse of several MB each).
 pub fn gso_layout() -> Result<GsoLayout> {
+    static LAYOUT: std::sync::OnceLock<std::result::Result<GsoLayout, String>> =
+        std::sync::OnceLock::new();
+    LAYOUT
+        .get_or_init(|| read_gso_layout().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+fn read_gso_layout() -> Result<GsoLayout> {
     let btf = Btf::from_kernel()?;
     let head = btf.member("sk_buff", "head")?;
     let end = btf.member("sk_buff", "end")?;
