@@ -109,33 +109,21 @@ impl GsoLab {
              add rule inet gsolab pre meta l4proto { tcp, udp } th dport 8080 counter name seen",
         ])?;
         // No ARP during a measurement: the sink's address is known.
-        let sink_link = sink.ip(&["-br", "link", "show", "dev", SINK_IF])?;
-        let sink_mac = sink_link
-            .split_whitespace()
-            .nth(2)
-            .ok_or_else(|| anyhow!("no MAC: {sink_link}"))?;
+        let sink_mac = sink.mac_text(SINK_IF)?;
         for addr in ["10.66.2.2", "fd66:2::2"] {
             node.ip(&[
                 "neigh",
                 "add",
                 addr,
                 "lladdr",
-                sink_mac,
+                &sink_mac,
                 "dev",
                 NODE_OUT,
                 "nud",
                 "permanent",
             ])?;
         }
-        let link = node.ip(&["-br", "link", "show", "dev", TAP_IF])?;
-        let mac_text = link
-            .split_whitespace()
-            .nth(2)
-            .ok_or_else(|| anyhow!("no MAC: {link}"))?;
-        let mut tap_mac = [0u8; 6];
-        for (d, s) in tap_mac.iter_mut().zip(mac_text.split(':')) {
-            *d = u8::from_str_radix(s, 16)?;
-        }
+        let tap_mac = node.mac(TAP_IF)?;
         Ok(GsoLab {
             node,
             sink,

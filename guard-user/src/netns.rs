@@ -71,6 +71,29 @@ impl Netns {
         cmd(&all)
     }
 
+    /// The MAC address of `dev`, as `ip` prints it (`aa:bb:cc:dd:ee:ff`).
+    pub fn mac_text(&self, dev: &str) -> Result<String> {
+        let link = self.ip(&["-br", "link", "show", "dev", dev])?;
+        link.split_whitespace()
+            .nth(2)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("no MAC for {dev}: {link}"))
+    }
+
+    /// The MAC address of `dev`.
+    pub fn mac(&self, dev: &str) -> Result<[u8; 6]> {
+        let text = self.mac_text(dev)?;
+        let mut mac = [0u8; 6];
+        let mut parts = text.split(':');
+        for b in &mut mac {
+            let part = parts
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("bad MAC {text}"))?;
+            *b = u8::from_str_radix(part, 16)?;
+        }
+        Ok(mac)
+    }
+
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
         self.exec(&["sysctl", "-qw", &format!("{key}={value}")])?;
         Ok(())

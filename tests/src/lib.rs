@@ -222,6 +222,12 @@ pub fn pktguard_bin() -> PathBuf {
         })
 }
 
+/// A frame as trafgen's packet syntax: `{ 0x.., 0x.., ... }`.
+pub fn trafgen_packet(frame: &[u8]) -> String {
+    let bytes: Vec<String> = frame.iter().map(|b| format!("{b:#04x}")).collect();
+    format!("{{ {} }}", bytes.join(", "))
+}
+
 /// Runs `pktguard ARGS` in namespace `ns` (nsenter keeps bpffs visible).
 pub fn pktguard_in(ns: &Netns, args: &[&str]) -> Command {
     let mut c = Command::new("nsenter");

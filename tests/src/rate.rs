@@ -117,18 +117,6 @@ struct Lab {
     frames: [Vec<u8>; 2],
 }
 
-fn mac(ns: &Netns, dev: &str) -> Result<Vec<u8>> {
-    let out = ns.ip(&["-br", "link", "show", "dev", dev])?;
-    let text = out
-        .split_whitespace()
-        .nth(2)
-        .ok_or_else(|| anyhow!("no MAC for {dev}"))?;
-    Ok(text
-        .split(':')
-        .filter_map(|b| u8::from_str_radix(b, 16).ok())
-        .collect())
-}
-
 impl Lab {
     /// testpkt's segments run 10.77.1.2 -> 10.77.2.2: the generator's and
     /// the sink's addresses.
@@ -168,14 +156,13 @@ impl Lab {
         router.sysctl("net.ipv4.ip_forward", "1")?;
         router.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
         router.sysctl("net.ipv4.conf.r0.rp_filter", "0")?;
-        let sink_mac = mac(&sink, "s0")?;
-        let text: Vec<String> = sink_mac.iter().map(|b| format!("{b:02x}")).collect();
+        let sink_mac = sink.mac_text("s0")?;
         router.ip(&[
             "neigh",
             "replace",
             "10.77.2.2",
             "lladdr",
-            &text.join(":"),
+            &sink_mac,
             "dev",
             "r1",
             "nud",
@@ -186,7 +173,7 @@ impl Lab {
             "nft",
             "add table netdev sinkdrop; add chain netdev sinkdrop in { type filter hook ingress device s0 priority 0; policy drop; }",
         ])?;
-        let (dst, src) = (mac(&router, "r0")?, mac(&generator, "g0")?);
+        let (dst, src) = (router.mac("r0")?, generator.mac("g0")?);
         let frame = |mut f: Vec<u8>| {
             f[0..6].copy_from_slice(&dst);
             f[6..12].copy_from_slice(&src);
@@ -291,8 +278,7 @@ impl Lab {
     /// the window.
     fn measure(&self, kind: Kind, warmup: Duration, window: Duration) -> Result<(f64, f64)> {
         let frame = &self.frames[kind as usize];
-        let bytes: Vec<String> = frame.iter().map(|b| format!("{b:#04x}")).collect();
-        let packet = format!("{{ {} }}", bytes.join(", "));
+        let packet = crate::trafgen_packet(frame);
         let mut child = Command::new("nsenter")
             .arg(format!("--net={}", self.generator.path().display()))
             .args([

@@ -430,20 +430,10 @@ fn events_are_rate_limited_in_the_kernel() {
         ],
     )
     .unwrap();
-    let mac = |ns: &Netns, dev: &str| -> Vec<u8> {
-        let out = ns.ip(&["-br", "link", "show", "dev", dev]).unwrap();
-        out.split_whitespace()
-            .nth(2)
-            .unwrap()
-            .split(':')
-            .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect()
-    };
     let mut frame = Segment::syn(&[2, 4, 0x05, 0xb4]).build();
-    frame[0..6].copy_from_slice(&mac(&lab.node, NODE_CLIENT_IF));
-    frame[6..12].copy_from_slice(&mac(&lab.client, guard_user::lab::CLIENT_IF));
-    let bytes: Vec<String> = frame.iter().map(|b| format!("{b:#04x}")).collect();
-    let packet = format!("{{ {} }}", bytes.join(", "));
+    frame[0..6].copy_from_slice(&lab.node.mac(NODE_CLIENT_IF).unwrap());
+    frame[6..12].copy_from_slice(&lab.client.mac(guard_user::lab::CLIENT_IF).unwrap());
+    let packet = pktguard_tests::trafgen_packet(&frame);
     let flood = |n: &str| {
         lab.client
             .exec(&[

@@ -41,8 +41,7 @@ fn pair(mtu_b: u32) -> (Netns, Netns) {
         (&a, "a0", &b, "b0", ["10.77.0.2", "fd77::2"]),
         (&b, "b0", &a, "a0", ["10.77.0.1", "fd77::1"]),
     ] {
-        let link = peer.ip(&["-br", "link", "show", "dev", peer_dev]).unwrap();
-        let mac = link.split_whitespace().nth(2).unwrap().to_string();
+        let mac = peer.mac_text(peer_dev).unwrap();
         for addr in addrs {
             ns.ip(&[
                 "neigh",

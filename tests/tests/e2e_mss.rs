@@ -190,18 +190,10 @@ fn trafgen_frames_are_pulled_and_clamped_at_tc() {
         &["--iface", NODE_CLIENT_IF, "--attach", "tc", "--mtu", "1440"],
     )
     .unwrap();
-    let mac = |ns: &guard_user::netns::Netns, dev: &str| -> Vec<u8> {
-        let out = ns.ip(&["-br", "link", "show", "dev", dev]).unwrap();
-        let text = out.split_whitespace().nth(2).unwrap().to_string();
-        text.split(':')
-            .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect()
-    };
     let mut frame = Segment::syn(&[1, 2, 4, 0x05, 0xb4, 1, 1, 1]).build();
-    frame[0..6].copy_from_slice(&mac(&lab.node, NODE_CLIENT_IF));
-    frame[6..12].copy_from_slice(&mac(&lab.client, guard_user::lab::CLIENT_IF));
-    let bytes: Vec<String> = frame.iter().map(|b| format!("{b:#04x}")).collect();
-    let packet = format!("{{ {} }}", bytes.join(", "));
+    frame[0..6].copy_from_slice(&lab.node.mac(NODE_CLIENT_IF).unwrap());
+    frame[6..12].copy_from_slice(&lab.client.mac(guard_user::lab::CLIENT_IF).unwrap());
+    let packet = pktguard_tests::trafgen_packet(&frame);
     let raw = lab
         .client
         .run(|| pktguard_tests::RawTcp::new(false))

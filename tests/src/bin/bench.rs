@@ -335,12 +335,7 @@ fn drops() -> Result<()> {
             mtu: 1500,
         },
     )?;
-    let link = b.ip(&["-br", "link", "show", "dev", "b0"])?;
-    let mac = link
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or_default()
-        .to_string();
+    let mac = b.mac_text("b0")?;
     a.ip(&[
         "neigh",
         "replace",
