@@ -249,6 +249,7 @@ pub fn run(opts: Options) -> Result<()> {
         // Out-of-range values and missing tunnel devices, before anything is attached.
         i.features()?;
     }
+    let signals = Signals::register()?;
     // Bound before anything is attached: a busy port leaves nothing behind.
     let listener = match cfg.daemon.metrics_addr {
         Some(addr) => Some(
@@ -270,6 +271,12 @@ pub fn run(opts: Options) -> Result<()> {
     } else {
         None
     };
+    if !cfg.interfaces.is_empty() {
+        // Once, here: the guards take the fallbacks without a note each.
+        for line in crate::kernel::missing() {
+            println!("pktguard: {line}");
+        }
+    }
     let mut daemon = Daemon {
         cfg: cfg.clone(),
         config_path: config_path.clone(),
@@ -297,7 +304,7 @@ pub fn run(opts: Options) -> Result<()> {
             "detaches"
         }
     );
-    serve(&mut daemon, &opts, listener)?;
+    serve(&mut daemon, &opts, listener, signals)?;
     if config_path.is_some() {
         let _ = std::fs::remove_file(PID_FILE);
     }
@@ -313,19 +320,47 @@ pub fn run(opts: Options) -> Result<()> {
     Ok(())
 }
 
+/// The runtime and the signals `run` answers, registered before anything
+/// is attached: a SIGTERM during start-up is kept and answered by a clean
+/// exit once started, never by the default action (which would leave
+/// netlink filters, pins and state behind).
+struct Signals {
+    rt: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (term, int, hup) = rt.block_on(async {
+            anyhow::Ok((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
+            ))
+        })?;
+        Ok(Signals { rt, term, int, hup })
+    }
+}
+
 fn serve(
     daemon: &mut Daemon,
     opts: &Options,
     listener: Option<std::net::TcpListener>,
+    signals: Signals,
 ) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let Signals {
+        rt,
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let listener = match listener {
             Some(l) => {
@@ -474,11 +509,16 @@ pub fn detach(iface: Option<&str>) -> Result<()> {
                 bail!("{name} is guarded by a running pktguard: stop it first (SIGTERM)");
             }
         }
-        let links: Vec<String> = std::fs::read_dir(entry.path())?
+        let mut links: Vec<String> = std::fs::read_dir(entry.path())?
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with("link_"))
             .collect();
+        // Before TCX (6.6) a --persist guard leaves netlink filters instead.
+        let filters = crate::loader::detach_netlink_filters(&name);
+        if filters > 0 {
+            links.push(format!("{filters} tc filter(s)"));
+        }
         // Removing the last reference to a pinned link detaches it.
         std::fs::remove_dir_all(entry.path())
             .with_context(|| format!("removing {}", entry.path().display()))?;

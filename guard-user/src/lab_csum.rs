@@ -132,6 +132,7 @@ impl VxlanLab {
             .try_into()?;
         prog.load()?;
         a.run(|| {
+            crate::loader::ensure_clsact(SENDER_IF)?;
             prog.attach(SENDER_IF, TcAttachType::Egress)
                 .context("attaching the double-SNAT program")?;
             Ok(())

@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod drops;
 pub mod ethtool;
 pub mod events;
+pub mod kernel;
 pub mod lab;
 pub mod lab_csum;
 pub mod lab_gso;

@@ -27,7 +27,13 @@ use guard_common::{
     RUN_DIR,
 };
 
-use crate::{btf::Btf, clamp::Clamp, repair_cfg::RepairSpec, sys};
+use crate::{
+    btf::Btf,
+    clamp::Clamp,
+    kernel::{self, Feature},
+    repair_cfg::RepairSpec,
+    sys,
+};
 
 /// The eBPF object, built by build.rs and embedded in the binary.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard"));
@@ -138,12 +144,12 @@ impl Features {
 
 /// `__sk_buff.gso_size` arrived in Linux 5.7.
 fn gso_size_supported() -> bool {
-    sys::kernel_version().is_ok_and(|v| v >= (5, 7))
+    kernel::has(Feature::GsoSize)
 }
 
 /// Multi-buffer XDP (and bpf_xdp_load_bytes) arrived in Linux 5.18.
 pub fn xdp_frags_supported() -> bool {
-    sys::kernel_version().is_ok_and(|v| v >= (5, 18))
+    kernel::has(Feature::XdpFrags)
 }
 
 /// Writes entry 0 of the configuration map `name` (MSS_CONFIG, CSUM_CONFIG,
@@ -396,9 +402,8 @@ impl Guard {
         Ok(())
     }
 
-    /// With `persist`, moves the link `id` of program `name` to its pin,
-    /// where it outlives this process; netlink attachments (kernels without
-    /// TCX or XDP links) cannot be pinned and stay with the program.
+    /// With `persist`, moves the TCX link `id` of program `name` to its
+    /// pin, where it outlives this process.
     fn pin_tc_link(
         &mut self,
         name: &str,
@@ -406,13 +411,6 @@ impl Guard {
         a: Attachment,
     ) -> Result<()> {
         if !self.persist {
-            return Ok(());
-        }
-        if !tcx_supported() {
-            self.notes.push(format!(
-                "{}: netlink tc filters cannot be pinned (TCX needs 6.6+): a restart leaves a gap",
-                a.name()
-            ));
             return Ok(());
         }
         let path = self.pin_dir.join(a.link_pin());
@@ -663,8 +661,11 @@ impl Guard {
     fn attach_gso(&mut self) -> Result<()> {
         let iface = self.iface.clone();
         self.ensure_clsact()?;
+        // Without the helper (reported once at start) the untyped one,
+        // without a note per interface.
         let typed = match gso_layout() {
-            Err(e) => Err(e),
+            _ if !kernel::has(Feature::GsoType) => Err(None),
+            Err(e) => Err(Some(e)),
             Ok(_) => {
                 let prog: &mut SchedClassifier = self
                     .ebpf()
@@ -674,14 +675,16 @@ impl Guard {
                 if prog.fd().is_ok() {
                     Ok(())
                 } else {
-                    prog.load()
-                        .map_err(|e| anyhow!(e).context("bpf_probe_read_kernel refused at TC"))
+                    prog.load().map_err(|e| {
+                        Some(anyhow!(e).context("bpf_probe_read_kernel refused at TC"))
+                    })
                 }
             }
         };
         let name = match typed {
             Ok(()) => PROG_TC_GSO_TYPED,
-            Err(e) => {
+            Err(None) => PROG_TC_GSO,
+            Err(Some(e)) => {
                 self.notes.push(format!(
                     "gso guard: gso_type is not checked (TCPv4 GSO on IPv6 or UDP passes): {e:#}"
                 ));
@@ -702,16 +705,8 @@ impl Guard {
 
     /// TCX (6.6+) needs no qdisc; the netlink fallback needs clsact.
     fn ensure_clsact(&mut self) -> Result<()> {
-        if !tcx_supported() && !self.added_clsact {
-            match tc::qdisc_add_clsact(&self.iface) {
-                Ok(()) => self.added_clsact = true,
-                Err(e) if is_exists(&e) => {}
-                Err(e) => {
-                    return Err(anyhow!(e))
-                        .context(format!("adding a clsact qdisc to {}", self.iface));
-                }
-            }
-        }
+        // Always asked: a re-created device has none.
+        self.added_clsact |= ensure_clsact(&self.iface)?;
         Ok(())
     }
 
@@ -735,6 +730,9 @@ impl Guard {
     /// Attaches TC program `name` (loaded), replacing an adopted link's
     /// program atomically where there is one, and pins the link (persist).
     fn tc_link(&mut self, name: &str, at: TcAttachType, attachment: Attachment) -> Result<()> {
+        if !tcx_supported() {
+            return self.netlink_filter(name, at, attachment);
+        }
         let iface = self.iface.clone();
         let adopted = self.adopt_link(attachment);
         let prog: &mut SchedClassifier = self
@@ -757,6 +755,84 @@ impl Guard {
         self.attached.push(attachment);
         Ok(())
     }
+
+    /// Before TCX (6.6): a cls_bpf filter in pktguard's own slot (priority
+    /// and handle) of the clsact qdisc. A filter an earlier guard left there
+    /// (`--persist`, or a killed daemon: netlink filters outlive their
+    /// process) gets this program in place, atomically, as TCX links do;
+    /// with `--persist` this one is left attached on exit the same way.
+    fn netlink_filter(&mut self, name: &str, at: TcAttachType, a: Attachment) -> Result<()> {
+        let iface = self.iface.clone();
+        let persist = self.persist;
+        let (priority, handle) = netlink_slot(a);
+        let prog: &mut SchedClassifier = self
+            .ebpf()
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
+            .try_into()?;
+        let earlier = tc::SchedClassifierLink::attached(&iface, at, priority, handle, None)
+            .with_context(|| format!("no interface {iface}"))?;
+        let (id, replaced) = match prog.attach_to_link(earlier) {
+            Ok(id) => (id, true),
+            Err(_) => {
+                let options = tc::TcAttachOptions::Netlink(tc::NlOptions {
+                    priority,
+                    handle,
+                    ..Default::default()
+                });
+                let id = prog
+                    .attach_with_options(&iface, at, options)
+                    .with_context(|| format!("attaching {} to {iface}", a.name()))?;
+                (id, false)
+            }
+        };
+        if persist {
+            // Not detached when this process exits: the next guard replaces
+            // it, `pktguard detach` removes it.
+            std::mem::forget(prog.take_link(id)?);
+        }
+        if replaced {
+            self.notes.push(format!(
+                "{}: replaced the filter an earlier pktguard left (priority {priority:#x})",
+                a.name()
+            ));
+        }
+        self.attached.push(a);
+        Ok(())
+    }
+}
+
+/// pktguard's filter slot (priority, handle) on clsact for attachment `a`
+/// (kernels without TCX). The GSO guard comes first at ingress: it drops
+/// what the clamp need not look at.
+pub fn netlink_slot(a: Attachment) -> (u16, tc::TcHandle) {
+    let priority = match a {
+        Attachment::TcGso => 0x4701,
+        _ => 0x4702,
+    };
+    (priority, tc::TcHandle::new(0, 0x7067))
+}
+
+/// Removes the filters pktguard left on `iface` (kernels without TCX:
+/// a `--persist` guard or a killed one); how many there were.
+pub fn detach_netlink_filters(iface: &str) -> usize {
+    if tcx_supported() {
+        return 0;
+    }
+    let mut n = 0;
+    for (a, at) in [
+        (Attachment::TcIngress, TcAttachType::Ingress),
+        (Attachment::TcGso, TcAttachType::Ingress),
+        (Attachment::TcEgress, TcAttachType::Egress),
+    ] {
+        let (priority, handle) = netlink_slot(a);
+        if let Ok(link) = tc::SchedClassifierLink::attached(iface, at, priority, handle, None)
+            && aya::programs::links::Link::detach(link).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
 }
 
 impl Drop for Guard {
@@ -883,8 +959,21 @@ fn link_kind(iface: &str) -> Result<LinkKind> {
     }
 }
 
+/// Adds the clsact qdisc netlink TC attachments need (kernels without
+/// TCX, before 6.6); true if this call added it.
+pub fn ensure_clsact(iface: &str) -> Result<bool> {
+    if tcx_supported() {
+        return Ok(false);
+    }
+    match tc::qdisc_add_clsact(iface) {
+        Ok(()) => Ok(true),
+        Err(e) if is_exists(&e) => Ok(false),
+        Err(e) => Err(anyhow!(e)).context(format!("adding a clsact qdisc to {iface}")),
+    }
+}
+
 fn tcx_supported() -> bool {
-    sys::kernel_version().is_ok_and(|v| v >= (6, 6))
+    kernel::has(Feature::Tcx)
 }
 
 fn is_exists(e: &tc::TcError) -> bool {
