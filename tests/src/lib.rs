@@ -20,9 +20,12 @@ use aya::{
 use guard_common::{Hook, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, MssCounter};
 use guard_user::{netns::Netns, stats::HookStats};
 
-/// The guard's object loaded (not attached), for BPF_PROG_TEST_RUN.
+/// The guard's object loaded (not attached), for BPF_PROG_TEST_RUN. A
+/// program is loaded into the kernel (verified) when first run: under TCG
+/// in the kernel matrix, verifying programs a test does not run costs
+/// seconds each.
 pub struct Loaded {
-    pub ebpf: Ebpf,
+    pub ebpf: std::cell::RefCell<Ebpf>,
 }
 
 /// What a program did with one frame.
@@ -34,11 +37,31 @@ pub struct Ran {
 
 impl Loaded {
     pub fn new(cfg: MssConfig, link: LinkKind) -> Result<Loaded> {
-        Self::with_features(
-            cfg,
-            link,
-            guard_common::FEATURE_MSS | guard_common::FEATURE_CSUM,
-        )
+        let ebpf =
+            guard_user::loader::load(link, guard_common::FEATURE_MSS | guard_common::FEATURE_CSUM)?;
+        let mut loaded = Loaded {
+            ebpf: std::cell::RefCell::new(ebpf),
+        };
+        loaded.set_config(cfg)?;
+        Ok(loaded)
+    }
+
+    /// Loads program `name` into the kernel unless it is.
+    fn ensure_loaded(&self, name: &str) -> Result<()> {
+        let mut ebpf = self.ebpf.borrow_mut();
+        match ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("no program {name}"))?
+        {
+            aya::programs::Program::Xdp(p) if p.fd().is_err() => {
+                p.load().with_context(|| format!("loading {name}"))?
+            }
+            aya::programs::Program::SchedClassifier(p) if p.fd().is_err() => {
+                p.load().with_context(|| format!("loading {name}"))?
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Loads with only `features` (FEATURE_* bits) compiled in.
@@ -88,14 +111,16 @@ impl Loaded {
             .try_into()?;
         p.load("kfree_skb", &btf)
             .context("loading the drop monitor (BTF)")?;
-        let mut loaded = Loaded { ebpf };
+        let mut loaded = Loaded {
+            ebpf: std::cell::RefCell::new(ebpf),
+        };
         loaded.set_config(cfg)?;
         Ok(loaded)
     }
 
     /// Changes the clamp of the loaded programs.
     pub fn set_config(&mut self, cfg: MssConfig) -> Result<()> {
-        guard_user::loader::set_config(&mut self.ebpf, MSS_CONFIG_MAP, cfg)
+        guard_user::loader::set_config(self.ebpf.get_mut(), MSS_CONFIG_MAP, cfg)
     }
 
     /// Runs program `name` on `frame`, `repeat` times.
@@ -107,8 +132,9 @@ impl Loaded {
             repeat,
             ..TestRunOptions::new()
         };
-        let prog = self
-            .ebpf
+        self.ensure_loaded(name)?;
+        let ebpf = self.ebpf.borrow();
+        let prog = ebpf
             .program(name)
             .ok_or_else(|| anyhow!("no program {name}"))?;
         let res = match prog {
@@ -159,8 +185,9 @@ impl Loaded {
             repeat,
             ..TestRunOptions::new()
         };
-        let aya::programs::Program::SchedClassifier(p) = self
-            .ebpf
+        self.ensure_loaded(name)?;
+        let ebpf = self.ebpf.borrow();
+        let aya::programs::Program::SchedClassifier(p) = ebpf
             .program(name)
             .ok_or_else(|| anyhow!("no program {name}"))?
         else {
@@ -176,7 +203,8 @@ impl Loaded {
     }
 
     pub fn counters(&self) -> Result<Vec<HookStats>> {
-        let map = self.ebpf.map(MSS_COUNTERS_MAP).expect("counter map");
+        let ebpf = self.ebpf.borrow();
+        let map = ebpf.map(MSS_COUNTERS_MAP).expect("counter map");
         guard_user::stats::hook_stats(&PerCpuArray::try_from(map)?)
     }
 
@@ -186,8 +214,8 @@ impl Loaded {
 
     /// The checksum repair's outcome counts per hook.
     pub fn csum_counters(&self) -> Result<Vec<guard_user::stats::CsumHookStats>> {
-        let map = self
-            .ebpf
+        let ebpf = self.ebpf.borrow();
+        let map = ebpf
             .map(guard_common::CSUM_COUNTERS_MAP)
             .expect("csum counters");
         guard_user::stats::csum_hook_stats(&PerCpuArray::try_from(map)?)
@@ -195,13 +223,13 @@ impl Loaded {
 
     /// Sets the GSO guard's configuration.
     pub fn set_gso(&mut self, cfg: guard_common::GsoConfig) -> Result<()> {
-        guard_user::loader::set_config(&mut self.ebpf, guard_common::GSO_CONFIG_MAP, cfg)
+        guard_user::loader::set_config(self.ebpf.get_mut(), guard_common::GSO_CONFIG_MAP, cfg)
     }
 
     /// The GSO guard's outcome counts.
     pub fn gso_counters(&self) -> Result<[u64; guard_common::GsoOutcome::COUNT]> {
-        let map = self
-            .ebpf
+        let ebpf = self.ebpf.borrow();
+        let map = ebpf
             .map(guard_common::GSO_COUNTERS_MAP)
             .expect("gso counters");
         guard_user::stats::gso_stats(&PerCpuArray::try_from(map)?)
@@ -209,7 +237,7 @@ impl Loaded {
 
     /// Sets the repair configuration.
     pub fn set_repair(&mut self, cfg: guard_common::CsumConfig) -> Result<()> {
-        guard_user::loader::set_config(&mut self.ebpf, guard_common::CSUM_CONFIG_MAP, cfg)
+        guard_user::loader::set_config(self.ebpf.get_mut(), guard_common::CSUM_CONFIG_MAP, cfg)
     }
 }
 
@@ -629,4 +657,76 @@ impl Drop for DropsWatch {
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let _ = wait_timeout(&mut self.child, Duration::from_secs(10));
     }
+}
+
+/// Whether the running kernel is at least `major.minor`.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    guard_user::sys::kernel_version().is_ok_and(|v| v >= (major, minor))
+}
+
+/// TCX arrived in 6.6; before it TC programs are netlink (cls_bpf) filters.
+pub fn has_tcx() -> bool {
+    kernel_at_least(6, 6)
+}
+
+/// (attach point, program id, attachment id) of the TC programs on `dev`
+/// in `ns`. With TCX: programs from BPF_PROG_QUERY, their link ids from
+/// `bpftool link` (this bpftool names neither TCX links nor their
+/// devices). Before TCX: cls_bpf filters from `tc filter show`, the
+/// attachment id being the filter's priority and handle.
+pub fn tc_programs(ns: &Netns, dev: &str) -> Vec<(String, u32, u64)> {
+    use aya::programs::TcAttachType;
+    let mut v = Vec::new();
+    if !has_tcx() {
+        for dir in ["ingress", "egress"] {
+            let text = ns
+                .exec(&["tc", "filter", "show", "dev", dev, dir])
+                .unwrap_or_default();
+            for line in text.lines().filter(|l| l.contains(" id ")) {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let after = |key: &str| {
+                    words
+                        .iter()
+                        .position(|w| *w == key)
+                        .and_then(|i| words.get(i + 1))
+                        .copied()
+                };
+                let num = |w: Option<&str>| {
+                    w.and_then(|w| match w.strip_prefix("0x") {
+                        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                        None => w.parse().ok(),
+                    })
+                    .unwrap_or(0)
+                };
+                let id = num(after("id")) as u32;
+                let slot = (num(after("pref")) << 32) | num(after("handle"));
+                v.push((dir.to_string(), id, slot));
+            }
+        }
+        return v;
+    }
+    // bpftool fails when a link goes away while it lists (other tests run).
+    let listing = (0..10)
+        .find_map(|_| guard_user::netns::cmd(&["bpftool", "link", "show", "-j"]).ok())
+        .expect("bpftool link show");
+    let links: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let link_of = |prog: u32| {
+        links
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["prog_id"].as_u64() == Some(prog as u64))
+            .and_then(|l| l["id"].as_u64())
+            .unwrap_or(0)
+    };
+    for (name, at) in [
+        ("ingress", TcAttachType::Ingress),
+        ("egress", TcAttachType::Egress),
+    ] {
+        let (_, progs) = ns.run(|| Ok(SchedClassifier::query_tcx(dev, at)?)).unwrap();
+        for p in progs {
+            v.push((name.to_string(), p.id(), link_of(p.id())));
+        }
+    }
+    v
 }

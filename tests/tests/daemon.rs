@@ -17,43 +17,10 @@ use guard_user::{
     lab::{NODE_CLIENT_IF, TunnelLab, tcp_maxseg},
     netns::Netns,
 };
-use pktguard_tests::{Running, pktguard_in, stats_counter, stats_json};
+use pktguard_tests::{Running, pktguard_in, stats_counter, stats_json, tc_programs};
 
 const MB: usize = 1 << 20;
 const DONE: Duration = Duration::from_secs(30);
-
-/// (attach point, program id, link id) of the TCX programs on `dev`:
-/// programs from BPF_PROG_QUERY in the namespace, their links from
-/// `bpftool link` (this bpftool names neither TCX links nor their devices).
-fn tcx(ns: &Netns, dev: &str) -> Vec<(String, u32, u64)> {
-    use aya::programs::{SchedClassifier, TcAttachType};
-    // bpftool fails when a link goes away while it lists (other tests run).
-    let listing = (0..10)
-        .find_map(|_| guard_user::netns::cmd(&["bpftool", "link", "show", "-j"]).ok())
-        .expect("bpftool link show");
-    let links: serde_json::Value = serde_json::from_str(&listing).unwrap();
-
-    let link_of = |prog: u32| {
-        links
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["prog_id"].as_u64() == Some(prog as u64))
-            .and_then(|l| l["id"].as_u64())
-            .unwrap_or(0)
-    };
-    let mut v = Vec::new();
-    for (name, at) in [
-        ("ingress", TcAttachType::Ingress),
-        ("egress", TcAttachType::Egress),
-    ] {
-        let (_, progs) = ns.run(|| Ok(SchedClassifier::query_tcx(dev, at)?)).unwrap();
-        for p in progs {
-            v.push((name.to_string(), p.id(), link_of(p.id())));
-        }
-    }
-    v
-}
 
 fn clamped(lab: &TunnelLab) -> u64 {
     let json = stats_json(&lab.node);
@@ -106,7 +73,7 @@ fn kill_9_keeps_clamping_and_restart_adopts_the_pins() {
     let _cleanup = Detach(&lab.node);
     let args = run_args(&[]);
     let first = start(&lab, &args);
-    let before = tcx(&lab.node, NODE_CLIENT_IF);
+    let before = tc_programs(&lab.node, NODE_CLIENT_IF);
     assert_eq!(before.len(), 2, "{before:?}");
     let (status, _) = first.stop(libc::SIGKILL).unwrap();
     assert!(!status.success());
@@ -118,11 +85,11 @@ fn kill_9_keeps_clamping_and_restart_adopts_the_pins() {
         clamped(&lab) > c0,
         "the counters stopped while the daemon was dead"
     );
-    assert_eq!(tcx(&lab.node, NODE_CLIENT_IF), before);
+    assert_eq!(tc_programs(&lab.node, NODE_CLIENT_IF), before);
     // Restart: the same links, new programs; the counters carry on.
     let c1 = clamped(&lab);
     let second = start(&lab, &args);
-    let after = tcx(&lab.node, NODE_CLIENT_IF);
+    let after = tc_programs(&lab.node, NODE_CLIENT_IF);
     assert_eq!(after.len(), 2, "a second attach: {after:?}");
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(
@@ -137,9 +104,9 @@ fn kill_9_keeps_clamping_and_restart_adopts_the_pins() {
     let (status, out) = second.stop(libc::SIGTERM).unwrap();
     assert!(status.success(), "{out:?}");
     assert!(out.iter().any(|l| l.contains("adopted")), "{out:?}");
-    assert_eq!(tcx(&lab.node, NODE_CLIENT_IF).len(), 2);
+    assert_eq!(tc_programs(&lab.node, NODE_CLIENT_IF).len(), 2);
     detach_all(&lab.node);
-    assert!(tcx(&lab.node, NODE_CLIENT_IF).is_empty());
+    assert!(tc_programs(&lab.node, NODE_CLIENT_IF).is_empty());
     let key = lab
         .node
         .run(|| guard_user::sys::iface_key(NODE_CLIENT_IF))
@@ -256,7 +223,7 @@ fn sighup_applies_a_new_mtu_through_the_maps_and_rejects_a_broken_file() {
     let mut daemon = Running::start(&lab.node, &["--config", path.to_str().unwrap()]).unwrap();
     let t = lab.transfer(false, MB, DONE).unwrap();
     assert!(t.completed() && t.client_mss <= 1400, "{t}");
-    let progs = tcx(&lab.node, NODE_CLIENT_IF);
+    let progs = tc_programs(&lab.node, NODE_CLIENT_IF);
     config(
         &path,
         &format!("[interface.{NODE_CLIENT_IF}]\nattach = \"tc\"\nmtu = 1340\n"),
@@ -266,7 +233,7 @@ fn sighup_applies_a_new_mtu_through_the_maps_and_rejects_a_broken_file() {
     let t = lab.transfer(false, MB, DONE).unwrap();
     assert!(t.completed() && t.client_mss <= 1300, "after SIGHUP: {t}");
     assert_eq!(
-        tcx(&lab.node, NODE_CLIENT_IF),
+        tc_programs(&lab.node, NODE_CLIENT_IF),
         progs,
         "programs were reloaded"
     );
@@ -284,8 +251,8 @@ fn sighup_applies_a_new_mtu_through_the_maps_and_rejects_a_broken_file() {
     let _ = std::fs::remove_file(&path);
 }
 
-/// A real HTTP client (Python's urllib) scrapes the endpoint and finds the
-/// counters `pktguard stats` shows.
+/// A real HTTP client (busybox wget, on the host and in the test VMs)
+/// scrapes the endpoint and finds the counters `pktguard stats` shows.
 #[test]
 fn metrics_match_stats() {
     let lab = TunnelLab::new().unwrap();
@@ -311,9 +278,12 @@ fn metrics_match_stats() {
     let text = lab
         .node
         .exec(&[
-            "/usr/bin/python3",
-            "-c",
-            "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9436/metrics').read().decode())",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:9436/metrics",
         ])
         .unwrap();
     let line = format!(
@@ -345,17 +315,20 @@ fn a_recreated_interface_is_attached_again() {
     };
     make();
     let mut daemon = Running::start(&ns, &["--iface", "r0", "--mtu", "1440"]).unwrap();
-    let before = tcx(&ns, "r0");
+    let before = tc_programs(&ns, "r0");
     assert_eq!(before.len(), 2, "{before:?}");
     ns.ip(&["link", "del", "r0"]).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     make();
     wait_for_line(&mut daemon, "re-attached");
-    let after = tcx(&ns, "r0");
+    let after = tc_programs(&ns, "r0");
     assert_eq!(after.len(), 2, "{after:?}");
     let (status, out) = daemon.stop(libc::SIGTERM).unwrap();
     assert!(status.success(), "{out:?}");
-    assert!(tcx(&ns, "r0").is_empty(), "left attached after SIGTERM");
+    assert!(
+        tc_programs(&ns, "r0").is_empty(),
+        "left attached after SIGTERM"
+    );
 }
 
 /// `pktguard events --json` shows each clamp of a test transfer: the SYN at

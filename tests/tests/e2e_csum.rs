@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use guard_user::lab_csum::{RECEIVER_IF, VxlanLab};
-use pktguard_tests::{Running, stats_counter, stats_json};
+use pktguard_tests::{Running, kernel_at_least, pktguard_in, stats_counter, stats_json};
 
 const ECHO: usize = 1 << 20;
 const FAIL_WAIT: Duration = Duration::from_secs(2);
@@ -25,6 +25,29 @@ fn incident4(v6: bool, mtu: u32, attach: &str, corrupt: bool) {
         "{what}: no UDP checksum error counted"
     );
 
+    if attach == "xdp" && !kernel_at_least(5, 18) {
+        // The repair at XDP needs multi-buffer XDP (5.18): refused plainly,
+        // nothing attached, the overlay still broken.
+        let out = pktguard_in(
+            &lab.b,
+            &[
+                "run",
+                "--iface",
+                RECEIVER_IF,
+                "--csum-repair",
+                "--attach",
+                "xdp",
+            ],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+        assert!(stderr.contains("needs Linux 5.18+"), "{what}: {stderr}");
+        let link = lab.b.ip(&["link", "show", "dev", RECEIVER_IF]).unwrap();
+        assert!(!link.contains("xdp"), "{what}: left attached: {link}");
+        return;
+    }
     let guard = Running::start(
         &lab.b,
         &[

@@ -55,9 +55,32 @@ fn table(prog: &str, hook: Hook, verdict: u32) {
     table.finish();
 }
 
+/// Multi-buffer XDP, which the repair at XDP needs, arrived in 5.18: the
+/// loader does not offer it before. There, the kernel must refuse the
+/// program, as the loader assumes; true where it runs.
+fn xdp_frags_runs() -> bool {
+    if guard_user::loader::xdp_frags_supported() {
+        return true;
+    }
+    let mut ebpf =
+        guard_user::loader::load(LinkKind::Ethernet, guard_common::FEATURE_CSUM).unwrap();
+    let p: &mut aya::programs::Xdp = ebpf
+        .program_mut(PROG_XDP_FRAGS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert!(
+        p.load().is_err(),
+        "this kernel takes multi-buffer XDP: the loader's version gate is wrong"
+    );
+    false
+}
+
 #[test]
 fn xdp_table() {
-    table(PROG_XDP_FRAGS, Hook::XdpIngress, XDP_PASS);
+    if xdp_frags_runs() {
+        table(PROG_XDP_FRAGS, Hook::XdpIngress, XDP_PASS);
+    }
 }
 
 #[test]
@@ -73,10 +96,11 @@ fn zero_mode() {
     v.zero_csum = true;
     let mut f = v.build();
     testpkt::double_snat(&mut f);
-    for (prog, hook) in [
-        (PROG_XDP_FRAGS, Hook::XdpIngress),
-        (PROG_TC_INGRESS, Hook::TcIngress),
-    ] {
+    let mut progs = vec![(PROG_TC_INGRESS, Hook::TcIngress)];
+    if xdp_frags_runs() {
+        progs.push((PROG_XDP_FRAGS, Hook::XdpIngress));
+    }
+    for (prog, hook) in progs {
         let (ran, moved) = run_row(&l, prog, hook, &f);
         assert_eq!(moved, [CsumOutcome::OuterRepaired], "{prog}");
         let u = testpkt::outer_udp(&ran.out);
@@ -87,6 +111,9 @@ fn zero_mode() {
 /// A 9000-byte underlay frame spans XDP fragments: summed across them.
 #[test]
 fn jumbo_frames_across_xdp_fragments() {
+    if !xdp_frags_runs() {
+        return;
+    }
     let l = loaded(CsumMode::Recompute);
     for v6 in [false, true] {
         let inner = Segment::syn(&[])

@@ -13,7 +13,7 @@ fn every_program_stays_within_a_quarter_of_the_verifier_limit() {
         let l = Loaded::with_features(MssConfig::new(1400, 1380), link, FEATURE_MSS | FEATURE_CSUM)
             .expect("load");
         let mut report = Vec::new();
-        for (name, prog) in l.ebpf.programs() {
+        for (name, prog) in l.ebpf.borrow().programs() {
             if prog.fd().is_err() {
                 // Not loaded on this kernel (with_features says which and why).
                 report.push(format!("{name}: not loaded"));
