@@ -44,6 +44,9 @@ enum Cmd {
         /// 5.10, 6.1, 6.12 or all.
         #[arg(long, default_value = "all")]
         kernel: String,
+        /// Only these test binaries (of the guest list), e.g. `cli,daemon`.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Set up, build, and measure: `mss`, `csum`, `gso` (ns per packet with
     /// BPF_PROG_TEST_RUN), `drops` (the drop monitor's cost on a drop flood),
@@ -100,10 +103,10 @@ fn main() -> Result<()> {
             privileged(Command::new("target/release/pktguard").args(["lab", "gso"]))?;
             privileged(Command::new("target/release/pktguard").args(["lab", "csum"]))
         }
-        Cmd::VmTest { kernel } => {
+        Cmd::VmTest { kernel, only } => {
             setup()?;
             build()?;
-            let (p, f) = vm_tests(&kernel)?;
+            let (p, f) = vm_tests(&kernel, &only)?;
             println!("vm tests: {p} passed, {f} failed");
             if f > 0 {
                 bail!("{f} test(s) failed in the guests");
@@ -331,11 +334,22 @@ fn privileged_test_binaries() -> Result<Vec<String>> {
 }
 
 /// The guest tests (vm::GUEST_TESTS) on `kernel` ("all" or one).
-fn vm_tests(kernel: &str) -> Result<(u32, u32)> {
+fn vm_tests(kernel: &str, only: &[String]) -> Result<(u32, u32)> {
+    build()?;
     let exes = privileged_test_binaries()?;
-    let binaries: Vec<(String, PathBuf)> = vm::GUEST_TESTS
+    let wanted: Vec<_> = vm::GUEST_TESTS
         .iter()
-        .filter_map(|name| {
+        .filter(|(name, _)| only.is_empty() || only.iter().any(|o| o == name))
+        .collect();
+    if wanted.is_empty() {
+        bail!(
+            "--only names none of the guest tests: {:?}",
+            vm::GUEST_TESTS.map(|(n, _)| n)
+        );
+    }
+    let binaries: Vec<(String, PathBuf)> = wanted
+        .iter()
+        .filter_map(|(name, _)| {
             let exe = exes.iter().find(|e| {
                 Path::new(e)
                     .file_name()
@@ -344,12 +358,13 @@ fn vm_tests(kernel: &str) -> Result<(u32, u32)> {
             Some((name.to_string(), PathBuf::from(exe)))
         })
         .collect();
-    if binaries.len() != vm::GUEST_TESTS.len() {
+    if binaries.len() != wanted.len() {
         bail!("missing guest test binaries: {:?}", vm::GUEST_TESTS);
     }
+    let pktguard = std::fs::canonicalize("target/release/pktguard")?;
     // No privileges needed: apt works on a private state directory, qemu
     // under TCG, and the guest is root in itself.
-    vm::run(kernel, &binaries)
+    vm::run(kernel, &pktguard, &binaries)
 }
 
 fn test(filter: Option<&str>) -> Result<()> {
@@ -361,7 +376,16 @@ fn test(filter: Option<&str>) -> Result<()> {
     println!("== host tests (pure logic, no privileges)");
     ok &= run_tests(
         Command::new("cargo")
-            .args(["test", "-p", "guard-common", "-p", "guard-user", "--"])
+            .args([
+                "test",
+                "-p",
+                "guard-common",
+                "-p",
+                "guard-user",
+                "-p",
+                "xtask",
+                "--",
+            ])
             .args(&filter_args),
         &mut tally,
     )?;
@@ -391,7 +415,7 @@ fn test(filter: Option<&str>) -> Result<()> {
     }
     if filter.is_none() {
         println!("== the same programs on Debian's 5.10, 6.1 and 6.12 kernels (qemu, TCG)");
-        match vm_tests("all") {
+        match vm_tests("all", &[]) {
             Ok((p, f)) => {
                 tally.passed += u64::from(p);
                 tally.failed += u64::from(f);

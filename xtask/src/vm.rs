@@ -1,16 +1,14 @@
-//! `cargo xtask vm-test`: the programs on the kernels operators run, under
-//! qemu. Debian's cloud kernels (5.10 from bullseye, 6.1 from bookworm,
-//! 6.12 from bookworm-backports) are fetched with apt through a private
-//! sources list (the system's is not touched) and cached under target/vm;
-//! an initramfs holds busybox and the test binaries with their libraries;
-//! qemu boots each kernel under TCG (`-cpu max,-cx16`: 6.12 crashes under
-//! TCG otherwise; /dev/kvm here is a nested hypervisor that cannot boot
-//! them) and the init prints one result line per test binary.
-//!
-//! Run there: the verifier budget test (every program loaded into that
-//! kernel's verifier) and the BPF_PROG_TEST_RUN tables of the clamp and the
-//! GSO guard. The namespace end-to-end tests, which need iproute2, nftables,
-//! trafgen and modules inside the guest, do not run there yet.
+//! `cargo xtask vm-test`: the privileged suite on the kernels operators
+//! run, under qemu. Debian's cloud kernels (5.10 from bullseye, 6.1 from
+//! bookworm, 6.12 from bookworm-backports) are fetched with apt through a
+//! private sources list (the system's is not touched) and cached under
+//! target/vm. Each kernel's initramfs is a common part (busybox, the tools
+//! the tests call with their libraries, pktguard and the test binaries,
+//! debug info stripped, and the init) followed by that kernel's modules,
+//! decompressed, with an order to load them in. qemu boots each under TCG
+//! (`-cpu max,-cx16`: 6.12 crashes under TCG otherwise; /dev/kvm here is a
+//! nested hypervisor that cannot boot them), as many at once as there are
+//! CPUs; the init prints each binary's libtest output and `VMTEST` lines.
 
 use std::{
     path::{Path, PathBuf},
@@ -27,8 +25,31 @@ pub const KERNELS: [(&str, &str); 3] = [
     ("6.12", "bookworm-backports"),
 ];
 
-/// The privileged test binaries that run inside the guests.
-pub const GUEST_TESTS: [&str; 3] = ["verifier", "prog_mss", "prog_gso"];
+/// The privileged test binaries that run inside the guests, with libtest
+/// filters (none: all of the binary's tests).
+pub const GUEST_TESTS: [(&str, &[&str]); 11] = [
+    ("verifier", &[]),
+    ("prog_mss", &[]),
+    ("prog_gso", &[]),
+    ("prog_csum", &[]),
+    ("e2e_mss", &[]),
+    // Both underlays, both hooks, jumbo frames and corruption; the host
+    // runs the other four combinations.
+    (
+        "e2e_csum",
+        &[
+            "ipv4_underlay_tc",
+            "ipv6_underlay_xdp",
+            "jumbo_underlay_xdp",
+            "real_corruption_is_left_alone_tc",
+        ],
+    ),
+    ("e2e_gso", &[]),
+    ("e2e_drops", &[]),
+    ("cli", &[]),
+    ("daemon", &[]),
+    ("doctor", &[]),
+];
 
 const BOOT_LIMIT: Duration = Duration::from_secs(600);
 
@@ -129,43 +150,152 @@ fn kernel(vm: &Path, name: &str, deb: &Path) -> Result<PathBuf> {
         .context("no vmlinuz in the kernel package")
 }
 
-/// An initramfs with busybox, `binaries` and their libraries, and an init
-/// that runs each and prints `VMTEST` lines.
-fn initramfs(vm: &Path, binaries: &[(String, PathBuf)]) -> Result<PathBuf> {
+/// Tools the guest tests call, copied with their libraries to the same
+/// paths as on the host (busybox provides the rest).
+const TOOLS: [&str; 11] = [
+    "/usr/sbin/ip",
+    "/usr/sbin/tc",
+    "/usr/sbin/sysctl",
+    "/usr/bin/nsenter",
+    "/usr/bin/setpriv",
+    "/usr/sbin/trafgen",
+    "/usr/sbin/ethtool",
+    "/usr/sbin/nft",
+    "/usr/sbin/bpftool",
+    "/usr/sbin/xtables-nft-multi",
+    "/usr/sbin/xtables-legacy-multi",
+];
+
+/// Names the xtables binaries answer to (argv[0]).
+const TOOL_LINKS: [(&str, &str); 4] = [
+    ("iptables-nft", "xtables-nft-multi"),
+    ("iptables-nft-save", "xtables-nft-multi"),
+    ("iptables-legacy", "xtables-legacy-multi"),
+    ("iptables-legacy-save", "xtables-legacy-multi"),
+];
+
+/// Modules the tests need, loaded in the guest with their dependencies
+/// where the kernel has them as modules (built-in ones need nothing).
+const MODULES: [&str; 20] = [
+    "veth",
+    "sch_ingress",
+    "cls_bpf",
+    "vxlan",
+    "tun",
+    "nf_tables",
+    "nft_counter",
+    "nft_objref",
+    "nft_ct",
+    "nft_compat",
+    "nft_chain_nat",
+    "nft_masq",
+    "ip_tables",
+    "iptable_filter",
+    "iptable_nat",
+    "xt_tcpudp",
+    "xt_MASQUERADE",
+    "xt_nat",
+    "xt_comment",
+    "xt_mark",
+];
+
+/// Files of /etc the tools read.
+const ETC: [&str; 4] = ["protocols", "services", "passwd", "group"];
+
+fn copy_with_libs(root: &Path, path: &Path, dst: &Path, strip: bool) -> Result<()> {
+    std::fs::create_dir_all(dst.parent().expect("a file"))?;
+    if strip {
+        out(Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(dst)
+            .arg(path))?;
+    } else {
+        std::fs::copy(path, dst).with_context(|| format!("copying {}", path.display()))?;
+    }
+    for lib in out(Command::new("ldd").arg(path))?
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let to = root.join(lib.trim_start_matches('/'));
+        if !to.exists() {
+            std::fs::create_dir_all(to.parent().expect("a file"))?;
+            std::fs::copy(lib, &to).with_context(|| format!("copying {lib}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The part of the initramfs every kernel shares: busybox, the tools, the
+/// test binaries (debug info stripped) and pktguard, and the init, which
+/// loads the modules listed in /lib/modules/pktguard/order, runs each test
+/// binary and prints `VMTEST` lines.
+fn common_cpio(vm: &Path, pktguard: &Path, binaries: &[(String, PathBuf)]) -> Result<PathBuf> {
     let root = vm.join("root");
     let _ = std::fs::remove_dir_all(&root);
-    for d in ["bin", "proc", "sys", "dev", "tmp", "run", "tests"] {
+    for d in [
+        "bin", "proc", "sys", "dev", "tmp", "run", "tests", "etc", "var",
+    ] {
         std::fs::create_dir_all(root.join(d))?;
     }
     std::fs::copy("/usr/bin/busybox", root.join("bin/busybox"))
         .context("busybox (busybox-static; cargo xtask setup installs it)")?;
-    for tool in ["sh", "mount", "echo", "cat", "poweroff", "mkdir"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(tool))?;
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh"))?;
+    std::os::unix::fs::symlink("../run", root.join("var/run"))?;
+    for tool in TOOLS {
+        let tool = Path::new(tool);
+        if !tool.exists() {
+            bail!(
+                "{} is missing (cargo xtask setup installs it)",
+                tool.display()
+            );
+        }
+        copy_with_libs(&root, tool, &root.join(tool.strip_prefix("/")?), false)?;
     }
+    for (name, target) in TOOL_LINKS {
+        std::os::unix::fs::symlink(target, root.join("usr/sbin").join(name))?;
+    }
+    let xtables = Path::new("/usr/lib/x86_64-linux-gnu/xtables");
+    if xtables.exists() {
+        std::fs::create_dir_all(root.join("usr/lib/x86_64-linux-gnu"))?;
+        out(Command::new("cp")
+            .arg("-a")
+            .arg(xtables)
+            .arg(root.join("usr/lib/x86_64-linux-gnu/")))?;
+    }
+    for f in ETC {
+        let _ = std::fs::copy(Path::new("/etc").join(f), root.join("etc").join(f));
+    }
+    copy_with_libs(&root, pktguard, &root.join("tests/pktguard"), true)?;
     let mut script = String::from(
-        "#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sys /sys\nmount -t devtmpfs dev /dev\n\
-         mount -t bpf bpf /sys/fs/bpf\nmount -t tracefs nodev /sys/kernel/tracing\n\
-         ulimit -l unlimited\necho \"VMTEST kernel $(cat /proc/sys/kernel/osrelease)\"\n",
+        "#!/bin/sh\n/bin/busybox --install -s /bin\nexport PATH=/usr/sbin:/usr/bin:/sbin:/bin\n\
+         mount -t proc proc /proc\nmount -t sysfs sys /sys\nmount -t devtmpfs dev /dev\n\
+         mount -t tmpfs run /run\nmount -t bpf bpf /sys/fs/bpf\n\
+         mount -t tracefs nodev /sys/kernel/tracing\nulimit -l unlimited\n\
+         for m in $(cat /lib/modules/pktguard/order); do\n\
+         \x20 insmod /lib/modules/pktguard/$m.ko || echo \"VMTEST module $m not loaded\"\ndone\n\
+         ip link set lo up\nexport PKTGUARD_BIN=/tests/pktguard RUST_BACKTRACE=1\n\
+         echo \"VMTEST kernel $(cat /proc/sys/kernel/osrelease)\"\n",
     );
     for (name, path) in binaries {
-        std::fs::copy(path, root.join("tests").join(name))?;
-        for lib in out(Command::new("ldd").arg(path))?
-            .split_whitespace()
-            .filter(|w| w.starts_with('/'))
-        {
-            let dst = root.join(lib.trim_start_matches('/'));
-            std::fs::create_dir_all(dst.parent().expect("a file"))?;
-            std::fs::copy(lib, &dst).with_context(|| format!("copying {lib}"))?;
-        }
+        copy_with_libs(&root, path, &root.join("tests").join(name), true)?;
+        let filters = GUEST_TESTS
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| f.join(" "))
+            .unwrap_or_default();
         script.push_str(&format!(
-            "/tests/{name} --test-threads 1 2>&1\necho \"VMTEST {name} exit $?\"\n"
+            "/tests/{name} --test-threads 1 {filters} 2>&1\necho \"VMTEST {name} exit $?\"\n"
         ));
     }
     script.push_str("echo VMTEST done\npoweroff -f\n");
     let init = root.join("init");
     std::fs::write(&init, script)?;
     out(Command::new("chmod").arg("+x").arg(&init))?;
-    let image = vm.join("initramfs.cpio.gz");
+    cpio(&root, &vm.join("common.cpio.gz"))
+}
+
+fn cpio(root: &Path, image: &Path) -> Result<PathBuf> {
     let status = Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -177,6 +307,107 @@ fn initramfs(vm: &Path, binaries: &[(String, PathBuf)]) -> Result<PathBuf> {
     if !status.success() {
         bail!("building the initramfs failed (cpio and gzip: cargo xtask setup)");
     }
+    Ok(image.to_path_buf())
+}
+
+/// A module's name as the kernel spells it (`-` and `_` are one).
+fn module_name(file: &str) -> String {
+    file.trim_end_matches(".xz")
+        .trim_end_matches(".ko")
+        .replace('-', "_")
+}
+
+/// A module file's contents, decompressed.
+fn module_bytes(path: &Path) -> Result<Vec<u8>> {
+    if path.extension().is_some_and(|e| e == "xz") {
+        let o = Command::new("xz").arg("-dc").arg(path).output()?;
+        if !o.status.success() {
+            bail!("xz -dc {} failed", path.display());
+        }
+        Ok(o.stdout)
+    } else {
+        Ok(std::fs::read(path)?)
+    }
+}
+
+/// The `depends=` of a module's .modinfo.
+pub fn module_depends(bytes: &[u8]) -> Vec<String> {
+    let key = b"depends=";
+    let Some(at) = bytes.windows(key.len()).position(|w| w == key) else {
+        return Vec::new();
+    };
+    let rest = &bytes[at + key.len()..];
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end])
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The per-kernel part: MODULES and their dependencies, decompressed, and
+/// the order to load them in (dependencies first).
+fn modules_cpio(vm: &Path, name: &str) -> Result<PathBuf> {
+    let base = std::fs::read_dir(vm.join(format!("kernel-{name}/lib/modules")))?
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .context("no lib/modules in the kernel package")?;
+    let mut files = std::collections::HashMap::new();
+    let mut stack = vec![base.join("kernel")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(f) = p.file_name().map(|f| f.to_string_lossy().into_owned())
+                && f.contains(".ko")
+            {
+                files.insert(module_name(&f), p);
+            }
+        }
+    }
+    let root = vm.join(format!("modules-{name}"));
+    let _ = std::fs::remove_dir_all(&root);
+    let dir = root.join("lib/modules/pktguard");
+    std::fs::create_dir_all(&dir)?;
+    let mut order: Vec<String> = Vec::new();
+    // Depth-first, dependencies before their users.
+    fn visit(
+        m: &str,
+        files: &std::collections::HashMap<String, PathBuf>,
+        dir: &Path,
+        order: &mut Vec<String>,
+    ) -> Result<()> {
+        if order.iter().any(|o| o == m) {
+            return Ok(());
+        }
+        let Some(path) = files.get(m) else {
+            return Ok(()); // built in (or absent: the test that needs it says so)
+        };
+        let bytes = module_bytes(path)?;
+        for dep in module_depends(&bytes) {
+            visit(&dep, files, dir, order)?;
+        }
+        std::fs::write(dir.join(format!("{m}.ko")), bytes)?;
+        order.push(m.to_string());
+        Ok(())
+    }
+    for m in MODULES {
+        visit(m, &files, &dir, &mut order)?;
+    }
+    std::fs::write(dir.join("order"), order.join("\n") + "\n")?;
+    cpio(&root, &vm.join(format!("modules-{name}.cpio.gz")))
+}
+
+/// The initramfs of kernel `name`: the common part and its modules (the
+/// kernel unpacks concatenated archives in turn).
+fn initramfs(vm: &Path, name: &str, common: &Path) -> Result<PathBuf> {
+    let modules = modules_cpio(vm, name)?;
+    let image = vm.join(format!("initramfs-{name}.cpio.gz"));
+    let mut bytes = std::fs::read(common)?;
+    bytes.extend(std::fs::read(&modules)?);
+    std::fs::write(&image, bytes)?;
     Ok(image)
 }
 
@@ -249,8 +480,9 @@ pub fn tally(console: &str, binaries: usize) -> (u32, u32) {
     (passed, failed)
 }
 
-/// Runs the guest tests on `which` kernels ("all" or one name).
-pub fn run(which: &str, binaries: &[(String, PathBuf)]) -> Result<(u32, u32)> {
+/// Runs the guest tests on `which` kernels ("all" or one name), as many
+/// guests at once as there are CPUs (each TCG guest keeps one busy).
+pub fn run(which: &str, pktguard: &Path, binaries: &[(String, PathBuf)]) -> Result<(u32, u32)> {
     std::fs::create_dir_all("target/vm")?;
     let vm = std::fs::canonicalize("target/vm")?;
     let kernels: Vec<_> = KERNELS
@@ -260,24 +492,59 @@ pub fn run(which: &str, binaries: &[(String, PathBuf)]) -> Result<(u32, u32)> {
     if kernels.is_empty() {
         bail!("unknown kernel {which:?}: 5.10, 6.1, 6.12 or all");
     }
-    let initrd = initramfs(&vm, binaries)?;
-    let (mut passed, mut failed) = (0, 0);
-    for (name, suite) in kernels {
-        let started = Instant::now();
+    let common = common_cpio(&vm, pktguard, binaries)?;
+    let mut guests = Vec::new();
+    for (name, suite) in &kernels {
         let deb = fetch(&vm, suite)?;
         let vmlinuz = kernel(&vm, name, &deb)?;
-        let console = boot(&vmlinuz, &initrd)?;
+        let initrd = initramfs(&vm, name, &common)?;
+        guests.push((*name, *suite, vmlinuz, initrd));
+    }
+    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let queue = std::sync::Mutex::new(guests.into_iter());
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..parallel.min(kernels.len()) {
+            s.spawn(|| {
+                loop {
+                    let Some((name, suite, vmlinuz, initrd)) = queue.lock().expect("queue").next()
+                    else {
+                        break;
+                    };
+                    let started = Instant::now();
+                    let console = boot(&vmlinuz, &initrd);
+                    results.lock().expect("results").push((
+                        name,
+                        suite,
+                        console,
+                        started.elapsed(),
+                    ));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results");
+    results.sort_by_key(|(name, ..)| KERNELS.iter().position(|(k, _)| k == name));
+    let (mut passed, mut failed) = (0, 0);
+    for (name, suite, console, took) in results {
+        let console = match console {
+            Ok(c) => c,
+            Err(e) => {
+                println!("== kernel {name} ({suite}): FAILED: {e:#}");
+                failed += 1;
+                continue;
+            }
+        };
         std::fs::write(vm.join(format!("console-{name}.log")), &console)?;
         let (p, f) = tally(&console, binaries.len());
         for line in console
             .lines()
-            .filter(|l| l.starts_with("test ") || l.contains("VMTEST"))
+            .filter(|l| l.starts_with("test ") || l.contains("VMTEST") || l.contains("panicked"))
         {
             println!("  [{name}] {}", line.trim_end());
         }
         println!(
-            "== kernel {name} ({suite}): {p} passed, {f} failed in {:.0?}{}",
-            started.elapsed(),
+            "== kernel {name} ({suite}): {p} passed, {f} failed in {took:.0?}{}",
             if f > 0 {
                 format!(" (console: target/vm/console-{name}.log)")
             } else {
@@ -298,5 +565,17 @@ mod tests {
                        test result: FAILED. 1 passed; 2 failed; 0 ignored\nVMTEST prog_mss exit 101\nVMTEST done\n";
         assert_eq!(super::tally(console, 2), (4, 2));
         assert_eq!(super::tally("VMTEST kernel 6.1\n", 2), (0, 1));
+    }
+
+    #[test]
+    fn module_depends_reads_modinfo() {
+        let ko = b"\x7fELF...license=GPL\0depends=udp_tunnel,ip6_udp_tunnel\0intree=Y\0";
+        assert_eq!(
+            super::module_depends(ko),
+            vec!["udp_tunnel".to_string(), "ip6_udp_tunnel".to_string()]
+        );
+        assert!(super::module_depends(b"license=GPL\0depends=\0").is_empty());
+        assert!(super::module_depends(b"no modinfo").is_empty());
+        assert_eq!(super::module_name("nf-tables.ko.xz"), "nf_tables");
     }
 }
