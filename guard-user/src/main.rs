@@ -95,7 +95,8 @@ struct RunArgs {
     #[arg(long, value_name = "PATH")]
     config: Option<std::path::PathBuf>,
     /// Leave the programs attached and pinned on exit: a restart (or an upgrade) adopts them
-    /// without a gap; `pktguard detach` removes them. Needs TCX (6.6+) and XDP links (5.9+).
+    /// without a gap; `pktguard detach` removes them. Before 6.6 TC programs stay as
+    /// netlink filters in pktguard's slot, replaced in place; XDP needs XDP links (5.9+).
     #[arg(long)]
     persist: bool,
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9436.
