@@ -110,9 +110,7 @@ fn probe(f: Feature) -> bool {
 /// One line per missing feature: what, since when, and what pktguard does
 /// instead.
 pub fn missing() -> Vec<String> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|r| r.trim().to_string())
-        .unwrap_or_else(|_| "?".into());
+    let release = sys::kernel_release().unwrap_or_else(|_| "?".into());
     Feature::ALL
         .iter()
         .filter(|f| !has(**f))

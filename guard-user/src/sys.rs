@@ -128,12 +128,19 @@ pub fn check_privileges() -> Result<()> {
     )
 }
 
+/// The running kernel's release, e.g. `6.1.0-50-cloud-amd64`.
+pub fn kernel_release() -> Result<String> {
+    Ok(fs::read_to_string("/proc/sys/kernel/osrelease")
+        .context("reading the kernel release")?
+        .trim()
+        .to_string())
+}
+
 /// The running kernel's (major, minor).
 pub fn kernel_version() -> Result<(u32, u32)> {
-    let release =
-        fs::read_to_string("/proc/sys/kernel/osrelease").context("reading the kernel release")?;
-    parse_kernel_release(release.trim())
-        .ok_or_else(|| anyhow!("cannot parse the kernel release {:?}", release.trim()))
+    let release = kernel_release()?;
+    parse_kernel_release(&release)
+        .ok_or_else(|| anyhow!("cannot parse the kernel release {release:?}"))
 }
 
 pub fn parse_kernel_release(release: &str) -> Option<(u32, u32)> {

@@ -474,12 +474,12 @@ pub fn run(opts: &Options) -> Result<Report> {
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let stamp = today();
     let json = opts.out_dir.join(format!("{stamp}.json"));
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let kernel = guard_user::sys::kernel_release().unwrap_or_default();
     std::fs::write(
         &json,
         format!(
             "{{\"date\":\"{stamp}\",\"kernel\":\"{}\",\"rounds\":{},\"window_s\":{},\"discarded\":{discarded},\"rows\":[{}]}}\n",
-            kernel.trim(),
+            kernel,
             opts.rounds,
             opts.window.as_secs_f64(),
             json_rows.join(",")

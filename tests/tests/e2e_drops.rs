@@ -95,10 +95,15 @@ fn udp_flood(ns: &Netns, to: SocketAddr, len: usize, df_probe: bool) {
 
 /// The row of a drop `reason` in one of `functions` on `iface`, counted at
 /// least once per packet sent.
+/// Drop reasons arrived in 5.17.
+fn has_reasons() -> bool {
+    pktguard_tests::kernel_at_least(5, 17)
+}
+
 /// `args` and `--reason REASON` where the kernel has drop reasons (5.17+;
 /// before, `--reason` is refused and the rows are told apart by location).
 fn with_reason<'a>(mut args: Vec<&'a str>, reason: &'a str) -> Vec<&'a str> {
-    if pktguard_tests::kernel_at_least(5, 17) {
+    if has_reasons() {
         args.extend(["--reason", reason]);
     }
     args
@@ -107,11 +112,7 @@ fn with_reason<'a>(mut args: Vec<&'a str>, reason: &'a str) -> Vec<&'a str> {
 /// Before 5.17 the kernel gives no reason: the row says `-` and the
 /// location alone tells the drop apart.
 fn is(row: &serde_json::Value, reason: &str, functions: &[&str], iface: &str) -> bool {
-    let reason = if pktguard_tests::kernel_at_least(5, 17) {
-        reason
-    } else {
-        "-"
-    };
+    let reason = if has_reasons() { reason } else { "-" };
     row["reason"] == reason
         && functions.iter().any(|f| row["function"] == *f)
         && row["iface"] == iface
@@ -248,7 +249,7 @@ fn bad_drops_arguments_are_refused() {
     for (args, want) in [
         (
             &["--reason", "NOT_A_REASON"][..],
-            if pktguard_tests::kernel_at_least(5, 17) {
+            if has_reasons() {
                 "unknown drop reason"
             } else {
                 "needs drop reasons, which this kernel lacks (5.17+)"
@@ -276,7 +277,7 @@ fn raw_tracepoint_fallback_counts_the_same() {
     assert_eq!(mon.program, guard_common::PROG_DROP_MONITOR);
     udp_flood(&a, "10.77.0.2:9".parse().unwrap(), 100, false);
     // Without drop reasons (before 5.17) every row has reason 0.
-    let no_socket = if pktguard_tests::kernel_at_least(5, 17) {
+    let no_socket = if has_reasons() {
         mon.reasons.lookup("NO_SOCKET").unwrap()
     } else {
         0

@@ -71,7 +71,7 @@ fn xdp_frags_runs() -> bool {
         .unwrap();
     assert!(
         p.load().is_err(),
-        "this kernel takes multi-buffer XDP: the loader's version gate is wrong"
+        "this kernel takes multi-buffer XDP: the loader's gate is wrong"
     );
     false
 }

@@ -106,7 +106,7 @@ fn main() -> Result<()> {
         Cmd::VmTest { kernel, only } => {
             setup()?;
             build()?;
-            let (p, f) = vm_tests(&kernel, &only)?;
+            let (p, f) = vm_tests(&kernel, &only, &privileged_test_binaries()?)?;
             println!("vm tests: {p} passed, {f} failed");
             if f > 0 {
                 bail!("{f} test(s) failed in the guests");
@@ -333,10 +333,9 @@ fn privileged_test_binaries() -> Result<Vec<String>> {
     Ok(executables)
 }
 
-/// The guest tests (vm::GUEST_TESTS) on `kernel` ("all" or one).
-fn vm_tests(kernel: &str, only: &[String]) -> Result<(u32, u32)> {
-    build()?;
-    let exes = privileged_test_binaries()?;
+/// The guest tests (vm::GUEST_TESTS) on `kernel` ("all" or one), from the
+/// privileged test binaries `exes` (built, as is target/release/pktguard).
+fn vm_tests(kernel: &str, only: &[String], exes: &[String]) -> Result<(u32, u32)> {
     let wanted: Vec<_> = vm::GUEST_TESTS
         .iter()
         .filter(|(name, _)| only.is_empty() || only.iter().any(|o| o == name))
@@ -401,13 +400,12 @@ fn test(filter: Option<&str>) -> Result<()> {
     let executables = privileged_test_binaries()?;
     let bin = std::fs::canonicalize("target/release/pktguard")?;
     println!("== privileged tests (BPF in the running kernel, namespaces)");
-    for exe in executables {
+    for exe in &executables {
         let mut cmd = if is_root() {
-            Command::new(&exe)
+            Command::new(exe)
         } else {
             let mut c = Command::new("sudo");
-            c.arg("--preserve-env=PKTGUARD_BIN,RUST_BACKTRACE")
-                .arg(&exe);
+            c.arg("--preserve-env=PKTGUARD_BIN,RUST_BACKTRACE").arg(exe);
             c
         };
         cmd.env("PKTGUARD_BIN", &bin).args(&filter_args);
@@ -415,7 +413,7 @@ fn test(filter: Option<&str>) -> Result<()> {
     }
     if filter.is_none() {
         println!("== the same programs on Debian's 5.10, 6.1 and 6.12 kernels (qemu, TCG)");
-        match vm_tests("all", &[]) {
+        match vm_tests("all", &[], &executables) {
             Ok((p, f)) => {
                 tally.passed += u64::from(p);
                 tally.failed += u64::from(f);

@@ -81,7 +81,7 @@ fn mss() -> Result<()> {
         .build();
     println!(
         "bench mss: BPF_PROG_TEST_RUN, median of {ROUNDS} rounds; kernel {}",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
+        guard_user::sys::kernel_release()?
     );
     println!(
         "{:<5} {:<44} {:>9} {:>9} {:>9}  spread of deltas",
@@ -145,7 +145,7 @@ fn csum() -> Result<()> {
     })?;
     println!(
         "bench csum: BPF_PROG_TEST_RUN, median of {ROUNDS} rounds; kernel {}",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
+        guard_user::sys::kernel_release()?
     );
     println!(
         "{:<5} {:<36} {:>9} {:>9} {:>9} {:>9} {:>7}  spread",
@@ -233,7 +233,7 @@ fn gso() -> Result<()> {
     })?;
     println!(
         "bench gso: BPF_PROG_TEST_RUN, median of {ROUNDS} rounds; kernel {}",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
+        guard_user::sys::kernel_release()?
     );
     println!(
         "{:<58} {:>9} {:>9} {:>9}  spread of deltas",
@@ -355,7 +355,7 @@ fn drops() -> Result<()> {
         "bench drops: UDP flood to a closed port over veth (one sender), {} ms windows, \
          median of 7 rounds alternating without/with the monitor; kernel {}",
         window.as_millis(),
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
+        guard_user::sys::kernel_release()?
     );
     drop_rate(&a, &b, Duration::from_millis(300))?; // warm-up
     for raw_only in [false, true] {
@@ -412,7 +412,7 @@ fn rate() -> Result<()> {
         opts.rounds,
         opts.window,
         opts.warmup,
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
+        guard_user::sys::kernel_release()?
     );
     let r = pktguard_tests::rate::run(&opts)?;
     print!("{}", r.table);
