@@ -12,6 +12,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod setup;
 mod vm;
 
 #[derive(Parser)]
@@ -26,8 +27,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing (Debian packages, nightly rust-src, bpf-linker); skip what is there.
-    Setup,
+    /// Install what is missing of the pinned pieces (Debian packages, the Rust toolchain of
+    /// rust-toolchain.toml, the eBPF nightly of guard-ebpf/rust-toolchain.toml with rust-src,
+    /// bpf-linker against LLVM 22), skip what is there, then check that the nightly's LLVM is
+    /// bpf-linker's and that a BPF object links.
+    Setup {
+        /// Only what building `pktguard` needs (no test, lab or benchmark packages).
+        #[arg(long)]
+        build_only: bool,
+    },
     /// Set up, then build target/release/pktguard with the eBPF object embedded.
     Build,
     /// Set up, build, and run the whole test suite (host tests, then privileged tests).
@@ -58,53 +66,48 @@ enum Cmd {
     },
 }
 
-/// Debian packages the build, the tests and the lab need.
-const PACKAGES: &[&str] = &[
-    "llvm-22-dev",
-    "libclang-22-dev",
-    "libpolly-22-dev",
-    "build-essential",
-    "iproute2",
-    "ethtool",
-    "nftables",
-    "iptables",
-    "tcpdump",
-    "netsniff-ng",
-    "bpftool",
-    "iperf3",
-    "python3-scapy",
-    "util-linux",
-    "yamllint",
-    "qemu-system-x86",
-    "busybox-static",
-    "cpio",
-];
-const BPF_LINKER_VERSION: &str = "0.13.0";
-const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
-
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // One line per failure (an anyhow Result from main would print a
+    // backtrace wherever RUST_BACKTRACE is set).
+    match xtask(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn xtask(cli: Cli) -> Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root)?;
     match cli.command {
-        Cmd::Setup => setup(),
+        Cmd::Setup { build_only } => setup::setup(
+            &root,
+            if build_only {
+                setup::Scope::Build
+            } else {
+                setup::Scope::All
+            },
+        ),
         Cmd::Build => {
-            setup()?;
+            setup::setup(&root, setup::Scope::All)?;
             build()
         }
         Cmd::Test { filter } => {
-            setup()?;
+            setup::setup(&root, setup::Scope::All)?;
             test(filter.as_deref())
         }
         Cmd::Lab => {
-            setup()?;
+            setup::setup(&root, setup::Scope::All)?;
             build()?;
             privileged(Command::new("target/release/pktguard").args(["lab", "mss"]))?;
             privileged(Command::new("target/release/pktguard").args(["lab", "gso"]))?;
             privileged(Command::new("target/release/pktguard").args(["lab", "csum"]))
         }
         Cmd::VmTest { kernel, only } => {
-            setup()?;
+            setup::setup(&root, setup::Scope::All)?;
             build()?;
             let (p, f) = vm_tests(&kernel, &only, &privileged_test_binaries()?)?;
             println!("vm tests: {p} passed, {f} failed");
@@ -114,7 +117,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Bench { which } => {
-            setup()?;
+            setup::setup(&root, setup::Scope::All)?;
             build()?;
             run(Command::new("cargo").args([
                 "build",
@@ -159,102 +162,6 @@ fn privileged(cmd: &mut Command) -> Result<()> {
         .arg(cmd.get_program())
         .args(cmd.get_args());
     run(&mut sudo)
-}
-
-fn setup() -> Result<()> {
-    let started = Instant::now();
-    let debian = Path::new("/etc/debian_version").exists() && which("dpkg-query");
-    let missing: Vec<&str> = if debian {
-        PACKAGES
-            .iter()
-            .copied()
-            .filter(|p| !dpkg_installed(p))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if !debian {
-        println!(
-            "setup: not a Debian system. Install these (or your distribution's equivalents), then run again:\n  \
-             LLVM 22 development files (llvm, clang, polly), iproute2, ethtool, nftables, iptables, \
-             tcpdump, netsniff-ng (trafgen), bpftool, iperf3, scapy, util-linux (nsenter, setpriv)\n  \
-             rustup toolchain install nightly --component rust-src\n  \
-             LLVM_PREFIX=<llvm-22 prefix> cargo install bpf-linker --version {BPF_LINKER_VERSION} --no-default-features --features llvm-22"
-        );
-    } else if missing.is_empty() {
-        println!("setup: Debian packages present");
-    } else {
-        println!("setup: installing {}", missing.join(" "));
-        privileged(Command::new("apt-get").args(["update", "-qq"]))?;
-        privileged(
-            Command::new("env")
-                .args([
-                    "DEBIAN_FRONTEND=noninteractive",
-                    "apt-get",
-                    "install",
-                    "-y",
-                    "-qq",
-                ])
-                .args(&missing),
-        )?;
-    }
-
-    let nightly = Command::new("rustup")
-        .args(["component", "list", "--toolchain", "nightly", "--installed"])
-        .output();
-    match nightly {
-        Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rust-src") => {
-            println!("setup: nightly with rust-src present");
-        }
-        Ok(_) => {
-            println!("setup: installing nightly rust-src");
-            run(Command::new("rustup").args([
-                "toolchain",
-                "install",
-                "nightly",
-                "--profile",
-                "minimal",
-                "--component",
-                "rust-src",
-            ]))?;
-        }
-        Err(e) => bail!("rustup is needed for the nightly eBPF build: {e}"),
-    }
-
-    let linker = Command::new("bpf-linker").arg("--version").output();
-    match linker {
-        Ok(o) if String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION) => {
-            println!("setup: bpf-linker {BPF_LINKER_VERSION} present");
-        }
-        _ if !debian => bail!("setup: bpf-linker {BPF_LINKER_VERSION} is missing (see above)"),
-        _ => {
-            println!(
-                "setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (a few minutes)"
-            );
-            run(Command::new("cargo")
-                .env("LLVM_PREFIX", LLVM_PREFIX)
-                .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
-                .args(["--no-default-features", "--features", "llvm-22"]))?;
-        }
-    }
-    println!("setup: done in {:.1?}", started.elapsed());
-    Ok(())
-}
-
-fn which(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn dpkg_installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .stderr(Stdio::null())
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
 fn build() -> Result<()> {
