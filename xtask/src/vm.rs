@@ -51,7 +51,16 @@ pub const GUEST_TESTS: [(&str, &[&str]); 11] = [
     ("doctor", &[]),
 ];
 
-const BOOT_LIMIT: Duration = Duration::from_secs(900);
+/// A guest that prints nothing for this long is stuck (a test prints a
+/// line at its start and at its end; the slowest single test under TCG on a
+/// loaded machine takes about 2 minutes).
+const STALL_LIMIT: Duration = Duration::from_secs(480);
+/// The whole guest, however busy: about 3x the slowest guest's time on a
+/// quiet 2-core machine, for a machine shared with other work.
+const BOOT_LIMIT: Duration = Duration::from_secs(2400);
+/// One test binary inside the guest (busybox `timeout`, guest time): a
+/// hung binary is killed and reported, and the next one runs.
+const BINARY_LIMIT_SECS: u32 = 900;
 
 fn out(cmd: &mut Command) -> Result<String> {
     let o = cmd
@@ -285,7 +294,9 @@ fn common_cpio(vm: &Path, pktguard: &Path, binaries: &[(String, PathBuf)]) -> Re
             .map(|(_, f)| f.join(" "))
             .unwrap_or_default();
         script.push_str(&format!(
-            "/tests/{name} --test-threads 1 {filters} 2>&1\necho \"VMTEST {name} exit $?\"\n"
+            "echo \"VMTEST {name} start\"\n\
+             timeout -s KILL {BINARY_LIMIT_SECS} /tests/{name} --test-threads 1 {filters} 2>&1\n\
+             echo \"VMTEST {name} exit $?\"\n"
         ));
     }
     script.push_str("echo VMTEST done\npoweroff -f\n");
@@ -411,8 +422,35 @@ fn initramfs(vm: &Path, name: &str, common: &Path) -> Result<PathBuf> {
     Ok(image)
 }
 
-/// Boots `vmlinuz` with `initrd` under TCG; returns the console output.
-fn boot(vmlinuz: &Path, initrd: &Path) -> Result<String> {
+/// How a guest's run ended when it did not end by itself.
+#[derive(Debug)]
+pub enum Stuck {
+    /// No console output for STALL_LIMIT.
+    Stalled,
+    /// Still printing at BOOT_LIMIT.
+    OutOfTime,
+}
+
+/// One guest's console, with how it ended.
+pub struct Console {
+    pub text: String,
+    pub stuck: Option<Stuck>,
+}
+
+/// The last test (or VMTEST step) a console shows, for a guest that did not
+/// finish: the test that hung, or how far a slow guest got.
+pub fn last_step(console: &str) -> Option<&str> {
+    console
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with("test ") || l.starts_with("VMTEST "))
+}
+
+/// Boots `vmlinuz` with `initrd` under TCG, writing the console to `log`
+/// line by line as it comes (kept when the guest is stuck or killed).
+fn boot(vmlinuz: &Path, initrd: &Path, log: &Path) -> Result<Console> {
+    use std::io::{BufRead as _, Write as _};
     let mut child = Command::new("qemu-system-x86_64")
         .args([
             "-accel",
@@ -429,35 +467,71 @@ fn boot(vmlinuz: &Path, initrd: &Path) -> Result<String> {
         .arg("-initrd")
         .arg(initrd)
         .args(["-append", "console=ttyS0 panic=-1 oops=panic quiet"])
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .context("starting qemu-system-x86_64 (qemu-system-x86: cargo xtask setup)")?;
-    let mut stdout = child.stdout.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let mut file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
-        s
+        // The serial console ends lines with CR LF.
+        for line in std::io::BufReader::new(stdout)
+            .split(b'\n')
+            .map_while(Result::ok)
+        {
+            let line = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
+            let _ = writeln!(file, "{line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
     });
-    let deadline = Instant::now() + BOOT_LIMIT;
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
+    let started = Instant::now();
+    let mut text = String::new();
+    let mut last_output = Instant::now();
+    let stuck = loop {
+        match lines.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => {
+                text.push_str(&line);
+                text.push('\n');
+                last_output = Instant::now();
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("the guest did not finish within {BOOT_LIMIT:?}");
+        if last_output.elapsed() > STALL_LIMIT {
+            break Some(Stuck::Stalled);
         }
-        std::thread::sleep(Duration::from_millis(200));
+        if started.elapsed() > BOOT_LIMIT {
+            break Some(Stuck::OutOfTime);
+        }
+    };
+    if stuck.is_some() {
+        let _ = child.kill();
     }
-    Ok(reader.join().unwrap_or_default())
+    let _ = child.wait();
+    let _ = reader.join();
+    while let Ok(line) = lines.try_recv() {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    Ok(Console { text, stuck })
 }
 
 /// (passed, failed) of one guest's run, from libtest's summary lines; an
 /// incomplete run (no `VMTEST done`) is a failure.
 pub fn tally(console: &str, binaries: usize) -> (u32, u32) {
     let (mut passed, mut failed) = (0, 0);
+    // Failures counted since the binary started: one that exits non-zero
+    // without a failed test (a crash, or killed by its time limit) is one.
+    let mut failed_here = 0;
+    let mut exits = 0;
     for line in console.lines() {
         if let Some(rest) = line.split("test result: ").nth(1) {
             let num = |key: &str| -> u32 {
@@ -468,12 +542,18 @@ pub fn tally(console: &str, binaries: usize) -> (u32, u32) {
             };
             passed += num("passed");
             failed += num("failed");
+            failed_here += num("failed");
+        } else if let Some(code) = line
+            .strip_prefix("VMTEST ")
+            .and_then(|l| l.split(" exit ").nth(1))
+        {
+            exits += 1;
+            if code.trim() != "0" && failed_here == 0 {
+                failed += 1;
+            }
+            failed_here = 0;
         }
     }
-    let exits = console
-        .lines()
-        .filter(|l| l.starts_with("VMTEST ") && l.contains(" exit "))
-        .count();
     if !console.contains("VMTEST done") || exits < binaries {
         failed += 1;
     }
@@ -506,9 +586,10 @@ pub fn run(which: &str, pktguard: &Path, binaries: &[(String, PathBuf)]) -> Resu
         let running: Vec<_> = guests
             .iter()
             .map(|(name, suite, vmlinuz, initrd)| {
+                let log = vm.join(format!("console-{name}.log"));
                 s.spawn(move || {
                     let started = Instant::now();
-                    let console = boot(vmlinuz, initrd);
+                    let console = boot(vmlinuz, initrd, &log);
                     (*name, *suite, console, started.elapsed())
                 })
             })
@@ -528,22 +609,34 @@ pub fn run(which: &str, pktguard: &Path, binaries: &[(String, PathBuf)]) -> Resu
                 continue;
             }
         };
-        std::fs::write(vm.join(format!("console-{name}.log")), &console)?;
-        let (p, f) = tally(&console, binaries.len());
+        let (p, f) = tally(&console.text, binaries.len());
         for line in console
+            .text
             .lines()
             .filter(|l| l.starts_with("test ") || l.contains("VMTEST") || l.contains("panicked"))
         {
             println!("  [{name}] {}", line.trim_end());
         }
-        println!(
-            "== kernel {name} ({suite}): {p} passed, {f} failed in {took:.0?}{}",
-            if f > 0 {
-                format!(" (console: target/vm/console-{name}.log)")
-            } else {
-                String::new()
-            }
-        );
+        let log = format!("target/vm/console-{name}.log");
+        match console.stuck {
+            None => println!(
+                "== kernel {name} ({suite}): {p} passed, {f} failed in {took:.0?}{}",
+                if f > 0 {
+                    format!(" (console: {log})")
+                } else {
+                    String::new()
+                }
+            ),
+            Some(stuck) => println!(
+                "== kernel {name} ({suite}): TIMED OUT ({}) after {took:.0?}, {p} passed, {f} failed \
+                 before it; last step: {}; console: {log}",
+                match stuck {
+                    Stuck::Stalled => format!("no console output for {STALL_LIMIT:?}"),
+                    Stuck::OutOfTime => format!("still running at {BOOT_LIMIT:?}"),
+                },
+                last_step(&console.text).unwrap_or("none (the kernel did not start the init)")
+            ),
+        }
         passed += p;
         failed += f;
     }
@@ -558,6 +651,17 @@ mod tests {
                        test result: FAILED. 1 passed; 2 failed; 0 ignored\nVMTEST prog_mss exit 101\nVMTEST done\n";
         assert_eq!(super::tally(console, 2), (4, 2));
         assert_eq!(super::tally("VMTEST kernel 6.1\n", 2), (0, 1));
+        // Killed by its time limit after two tests passed: one failure.
+        let killed = "VMTEST cli start\ntest a ... ok\ntest b ... ok\ntest c ... \nVMTEST cli exit 137\nVMTEST done\n";
+        assert_eq!(super::tally(killed, 1), (0, 1));
+    }
+
+    #[test]
+    fn last_step_names_the_test_that_was_running() {
+        let console =
+            "VMTEST kernel 6.1\nVMTEST cli start\ntest a ... ok\ntest b ... \n[  9.1] veth0: up\n";
+        assert_eq!(super::last_step(console), Some("test b ..."));
+        assert_eq!(super::last_step("Booting\n"), None);
     }
 
     #[test]
