@@ -60,6 +60,19 @@ fn the_units_capabilities_are_enough() {
         .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
         .collect();
     let bounding = format!("-all,{}", caps.join(","));
+    // systemd mounts bpffs and tracefs at boot (sys-fs-bpf.mount,
+    // sys-kernel-tracing.mount; the unit orders itself after them): the
+    // capability set need not include mounting them.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    for (fs, at) in [("bpf", "/sys/fs/bpf"), ("tracefs", "/sys/kernel/tracing")] {
+        let mounted = mounts.lines().any(|l| {
+            let mut w = l.split_whitespace().skip(1);
+            w.next() == Some(at) && w.next() == Some(fs)
+        });
+        if !mounted {
+            guard_user::sys::mount_fs(fs, at).unwrap();
+        }
+    }
     let ns = Netns::new(&format!("pg-{}-caps", netns::unique_tag())).unwrap();
     ns.ip(&["link", "add", "ca0", "type", "veth", "peer", "name", "ca1"])
         .unwrap();
