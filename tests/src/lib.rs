@@ -267,6 +267,12 @@ pub fn pktguard_in(ns: &Netns, args: &[&str]) -> Command {
 }
 
 /// A `pktguard run` in the background, stopped (SIGTERM) when dropped.
+/// How long `pktguard run` may take to say it runs. A bound, not a timing:
+/// on the host it takes well under a second, but a TCG guest with one vCPU
+/// busy with a test's connections verifies the programs several times
+/// slower (the upgrade-under-traffic test on 5.10 needed over 20 s).
+pub const START_LIMIT: Duration = Duration::from_secs(120);
+
 pub struct Running {
     child: Child,
     pub output: Vec<String>,
@@ -306,8 +312,12 @@ impl Running {
             output: Vec::new(),
             lines: rx,
         };
+        let started = std::time::Instant::now();
         loop {
-            match r.lines.recv_timeout(Duration::from_secs(20)) {
+            match r
+                .lines
+                .recv_timeout(START_LIMIT.saturating_sub(started.elapsed()))
+            {
                 Ok(line) => {
                     let ready = line.contains("pktguard: running");
                     r.output.push(line);

@@ -628,12 +628,14 @@ pub fn run(which: &str, pktguard: &Path, binaries: &[(String, PathBuf)]) -> Resu
                 }
             ),
             Some(stuck) => println!(
-                "== kernel {name} ({suite}): TIMED OUT ({}) after {took:.0?}, {p} passed, {f} failed \
+                "== kernel {name} ({suite}): TIMED OUT ({}) after {took:.0?}, {p} passed, {} failed \
                  before it; last step: {}; console: {log}",
                 match stuck {
                     Stuck::Stalled => format!("no console output for {STALL_LIMIT:?}"),
                     Stuck::OutOfTime => format!("still running at {BOOT_LIMIT:?}"),
                 },
+                // tally counts the unfinished run itself as one failure.
+                f.saturating_sub(1),
                 last_step(&console.text).unwrap_or("none (the kernel did not start the init)")
             ),
         }
