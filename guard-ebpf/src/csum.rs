@@ -42,11 +42,11 @@ pub const fn word_at(value: u16, offset: usize) -> u16 {
 /// One's-complement sum of `data` as big-endian words, added to `sum`
 /// (a trailing odd byte is padded with zero).
 pub fn sum_words(data: &[u8], mut sum: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for w in &mut chunks {
-        sum = fold(sum + u16::from_be_bytes([w[0], w[1]]) as u32) as u32;
+    let (words, rest) = data.as_chunks::<2>();
+    for w in words {
+        sum = fold(sum + u16::from_be_bytes(*w) as u32) as u32;
     }
-    if let [last] = chunks.remainder() {
+    if let [last] = rest {
         sum = fold(sum + ((*last as u32) << 8)) as u32;
     }
     sum

@@ -373,10 +373,10 @@ fn check_chain(root: &Path, pins: &Pins, linker: &Path) -> Result<()> {
     let nightly =
         rustc_llvm_major(&vv).with_context(|| format!("{} reports no LLVM version", pins.ebpf))?;
     let ldd = output(Command::new("ldd").arg(linker)).unwrap_or_default();
-    if let Some(linked) = ldd_llvm_major(&ldd) {
-        if let Err(line) = llvm_verdict(&pins.ebpf, nightly, linked) {
-            bail!(line);
-        }
+    if let Some(linked) = ldd_llvm_major(&ldd)
+        && let Err(line) = llvm_verdict(&pins.ebpf, nightly, linked)
+    {
+        bail!(line);
     }
     let dir = root.join("target/setup");
     std::fs::create_dir_all(&dir)?;
