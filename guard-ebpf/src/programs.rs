@@ -203,8 +203,8 @@ fn clamp<F: Frame, C: EbpfContext>(frame: &mut F, hook: Hook, ctx: &C) {
 
 fn peer_in_ranges(peer: Peer<'_>) -> bool {
     match peer {
-        Peer::V4(a) => PEERS_V4.get(Key::new(32, *a)).is_some(),
-        Peer::V6(a) => PEERS_V6.get(Key::new(128, *a)).is_some(),
+        Peer::V4(a) => PEERS_V4.get(&Key::new(32, *a)).is_some(),
+        Peer::V6(a) => PEERS_V6.get(&Key::new(128, *a)).is_some(),
     }
 }
 
@@ -382,7 +382,7 @@ impl Datagram for TcFrame<'_> {
     #[inline(always)]
     fn aggregate(&self) -> bool {
         // SAFETY: the context of this program; the field exists (loader).
-        HAS_GSO_SIZE.load() != 0 && unsafe { (*self.0.skb.skb).gso_size } != 0
+        HAS_GSO_SIZE.load() != 0 && unsafe { (*sk_buff(self.0)).gso_size } != 0
     }
 
     #[inline(always)]
@@ -487,10 +487,16 @@ pub fn guard_tc_gso_typed(ctx: TcContext) -> i32 {
     tc_gso::<true>(&ctx)
 }
 
+/// The program's `__sk_buff` (aya-ebpf keeps its own pointer private).
+#[inline(always)]
+fn sk_buff(ctx: &TcContext) -> *const aya_ebpf::bindings::__sk_buff {
+    ctx.as_ptr().cast()
+}
+
 /// `skb_shinfo(skb)->gso_type`: shinfo sits at `skb->head + skb->end`.
 #[inline(always)]
 fn gso_type(ctx: &TcContext, layout: &GsoLayout) -> u32 {
-    let skb = ctx.skb.skb as *const u8;
+    let skb = sk_buff(ctx).cast::<u8>();
     // SAFETY: bpf_probe_read_kernel checks every address it reads.
     unsafe {
         let Ok(head) =
@@ -511,7 +517,7 @@ fn gso_type(ctx: &TcContext, layout: &GsoLayout) -> u32 {
 #[inline(always)]
 fn tc_gso<const TYPED: bool>(ctx: &TcContext) -> i32 {
     // SAFETY: the context of this program.
-    let (gso_size, gso_segs) = unsafe { ((*ctx.skb.skb).gso_size, (*ctx.skb.skb).gso_segs) };
+    let (gso_size, gso_segs) = unsafe { ((*sk_buff(ctx)).gso_size, (*sk_buff(ctx)).gso_segs) };
     if gso_size == 0 {
         return TC_ACT_UNSPEC;
     }

@@ -11,7 +11,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{Map, MapData, PerfEventArray, perf::PerfEvent};
+use aya::maps::{
+    Map, MapData, PerfEventArray,
+    perf::{PerfEvent, PerfEventArrayBuffer},
+};
 use guard_common::{
     CsumOutcome, Event, EventKind, GsoOutcome, Hook, MssOutcome, PIN_DIR, PIN_EVENTS,
 };
@@ -177,7 +180,9 @@ pub fn run(json: bool, only: Option<&str>, count: Option<u64>) -> Result<()> {
     let mut bufs = Vec::new();
     for (iface, arr) in &mut sources {
         for cpu in &cpus {
-            bufs.push((iface.clone(), arr.open(*cpu, Some(8))?));
+            let buf = PerfEventArrayBuffer::open(*cpu, 8)?;
+            arr.set(*cpu, &buf)?;
+            bufs.push((iface.clone(), buf));
         }
     }
     // Progress on stderr: stdout stays pure JSON with --json.

@@ -5,8 +5,8 @@
 //!
 //! Probed where a probe answers the question: helpers by loading a
 //! two-instruction program (aya's probe, as libbpf does). Versions where
-//! aya itself decides by version (TCX, XDP links: the fallback must be the
-//! one aya takes) or where nothing can be probed without a program that
+//! aya itself decides by version (TCX: the fallback must be the one aya
+//! takes), where a probe would attach to a real device (XDP links) or where nothing can be probed without a program that
 //! reads the field (`__sk_buff.gso_size`).
 
 use std::sync::OnceLock;
@@ -87,8 +87,9 @@ fn at_least(v: (u32, u32)) -> bool {
 
 fn probe(f: Feature) -> bool {
     match f {
-        // aya 0.14 attaches TC by TCX from 6.6 and XDP by link from 5.9,
-        // deciding by version: the report must say what aya does.
+        // aya 0.16 attaches TC by TCX from 6.6, by version: the report must
+        // say what aya does. XDP: aya tries a link and takes netlink on
+        // EINVAL, the answer of every kernel before 5.9.
         Feature::Tcx => at_least((6, 6)),
         Feature::XdpLink => at_least((5, 9)),
         Feature::GsoSize => at_least((5, 7)),

@@ -133,7 +133,7 @@ impl VxlanLab {
         prog.load()?;
         a.run(|| {
             crate::loader::ensure_clsact(SENDER_IF)?;
-            prog.attach(SENDER_IF, TcAttachType::Egress)
+            prog.attach(&crate::loader::ifname(SENDER_IF)?, TcAttachType::Egress)
                 .context("attaching the double-SNAT program")?;
             Ok(())
         })?;

@@ -159,7 +159,7 @@ pub fn set_config<T: aya::Pod>(ebpf: &mut Ebpf, name: &str, value: T) -> Result<
         .map_mut(name)
         .ok_or_else(|| anyhow!("the eBPF object has no map {name}"))?;
     Array::<_, T>::try_from(map)?
-        .set(0, value, 0)
+        .set(0, &value, 0)
         .with_context(|| format!("writing {name}"))?;
     Ok(())
 }
@@ -186,12 +186,12 @@ fn configure_repair(ebpf: &mut Ebpf, spec: &RepairSpec) -> Result<()> {
             std::net::IpAddr::V4(a) => {
                 let mut t: LpmTrie<_, [u8; 4], u8> =
                     LpmTrie::try_from(ebpf.map_mut(PEERS_V4_MAP).expect("PEERS_V4"))?;
-                t.insert(&Key::new(cidr.prefix.into(), a.octets()), 1, 0)?;
+                t.insert(&Key::new(cidr.prefix.into(), a.octets()), &1, 0)?;
             }
             std::net::IpAddr::V6(a) => {
                 let mut t: LpmTrie<_, [u8; 16], u8> =
                     LpmTrie::try_from(ebpf.map_mut(PEERS_V6_MAP).expect("PEERS_V6"))?;
-                t.insert(&Key::new(cidr.prefix.into(), a.octets()), 1, 0)?;
+                t.insert(&Key::new(cidr.prefix.into(), a.octets()), &1, 0)?;
             }
         }
     }
@@ -641,7 +641,7 @@ impl Guard {
         };
         let id = match updated {
             Some(id) => id,
-            None => prog.attach(&iface, mode).map_err(|e| {
+            None => prog.attach(&ifname(&iface)?, mode).map_err(|e| {
                 let hint = if mode == XdpMode::Driver {
                     xdp_refusal_hint(&iface)
                 } else {
@@ -748,7 +748,7 @@ impl Guard {
         let id = match updated {
             Some(id) => id,
             None => prog
-                .attach(&iface, at)
+                .attach(&ifname(&iface)?, at)
                 .with_context(|| format!("attaching {} to {iface}", attachment.name()))?,
         };
         self.pin_tc_link(name, id, attachment)?;
@@ -770,18 +770,22 @@ impl Guard {
             .program_mut(name)
             .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
             .try_into()?;
-        let earlier = tc::SchedClassifierLink::attached(&iface, at, priority, handle, None)
-            .with_context(|| format!("no interface {iface}"))?;
+        let earlier =
+            tc::SchedClassifierLink::attached(&ifname(&iface)?, at.into(), priority, handle, None)
+                .with_context(|| format!("no interface {iface}"))?;
         let (id, replaced) = match prog.attach_to_link(earlier) {
             Ok(id) => (id, true),
             Err(_) => {
-                let options = tc::TcAttachOptions::Netlink(tc::NlOptions {
-                    priority,
-                    handle,
-                    ..Default::default()
-                });
+                let options = tc::TcAttach::Netlink {
+                    parent: at.into(),
+                    options: tc::NlOptions {
+                        priority,
+                        handle,
+                        ..Default::default()
+                    },
+                };
                 let id = prog
-                    .attach_with_options(&iface, at, options)
+                    .attach(&ifname(&iface)?, options)
                     .with_context(|| format!("attaching {} to {iface}", a.name()))?;
                 (id, false)
             }
@@ -800,6 +804,11 @@ impl Guard {
         self.attached.push(a);
         Ok(())
     }
+}
+
+/// An interface name as aya takes it (a C string).
+pub fn ifname(iface: &str) -> Result<std::ffi::CString> {
+    std::ffi::CString::new(iface).map_err(|_| anyhow!("interface name {iface:?} has a NUL byte"))
 }
 
 /// pktguard's filter slot (priority, handle) on clsact for attachment `a`
@@ -826,7 +835,11 @@ pub fn detach_netlink_filters(iface: &str) -> usize {
         (Attachment::TcEgress, TcAttachType::Egress),
     ] {
         let (priority, handle) = netlink_slot(a);
-        if let Ok(link) = tc::SchedClassifierLink::attached(iface, at, priority, handle, None)
+        let Ok(name) = ifname(iface) else {
+            return n;
+        };
+        if let Ok(link) =
+            tc::SchedClassifierLink::attached(&name, at.into(), priority, handle, None)
             && aya::programs::links::Link::detach(link).is_ok()
         {
             n += 1;
@@ -965,7 +978,7 @@ pub fn ensure_clsact(iface: &str) -> Result<bool> {
     if tcx_supported() {
         return Ok(false);
     }
-    match tc::qdisc_add_clsact(iface) {
+    match tc::qdisc_add_clsact(&ifname(iface)?) {
         Ok(()) => Ok(true),
         Err(e) if is_exists(&e) => Ok(false),
         Err(e) => Err(anyhow!(e)).context(format!("adding a clsact qdisc to {iface}")),

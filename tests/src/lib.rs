@@ -733,7 +733,14 @@ pub fn tc_programs(ns: &Netns, dev: &str) -> Vec<(String, u32, u64)> {
         ("ingress", TcAttachType::Ingress),
         ("egress", TcAttachType::Egress),
     ] {
-        let (_, progs) = ns.run(|| Ok(SchedClassifier::query_tcx(dev, at)?)).unwrap();
+        let (_, progs) = ns
+            .run(|| {
+                Ok(SchedClassifier::query_tcx(
+                    &guard_user::loader::ifname(dev)?,
+                    at,
+                )?)
+            })
+            .unwrap();
         for p in progs {
             v.push((name.to_string(), p.id(), link_of(p.id())));
         }

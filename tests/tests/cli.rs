@@ -50,7 +50,8 @@ fn leftovers(ns: &Netns) -> Vec<String> {
             .run(|| {
                 let mut progs = Vec::new();
                 for at in [TcAttachType::Ingress, TcAttachType::Egress] {
-                    let (_, p) = SchedClassifier::query_tcx(IFACE, at)?;
+                    let (_, p) =
+                        SchedClassifier::query_tcx(&guard_user::loader::ifname(IFACE)?, at)?;
                     progs.extend(p.iter().map(|i| format!("tcx {at:?}: prog {}", i.id())));
                 }
                 Ok(progs)
