@@ -13,6 +13,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::pin::channel_of;
 use crate::{privileged, run};
 
 /// bpf-linker, installed with `--locked` against Debian's LLVM of the same
@@ -64,38 +65,6 @@ impl Pins {
             rust: channel_of(&root.join("rust-toolchain.toml"))?,
             ebpf: channel_of(&root.join("guard-ebpf/rust-toolchain.toml"))?,
         })
-    }
-}
-
-/// `toolchain.channel` of a rust-toolchain.toml, refused when it floats.
-pub fn channel_of(path: &Path) -> Result<String> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: toml::Table = text
-        .parse()
-        .with_context(|| format!("parsing {}", path.display()))?;
-    let channel = doc
-        .get("toolchain")
-        .and_then(|t| t.get("channel"))
-        .and_then(|c| c.as_str())
-        .with_context(|| format!("{} has no toolchain.channel", path.display()))?;
-    if is_floating(channel) {
-        bail!(
-            "{} follows the floating channel {channel:?}: pin an exact version or a dated nightly",
-            path.display()
-        );
-    }
-    Ok(channel.to_string())
-}
-
-/// A channel whose meaning changes over time ("nightly", "stable", "beta",
-/// "1.99" without a patch level).
-pub fn is_floating(channel: &str) -> bool {
-    let name = channel.split('-').next().unwrap_or(channel);
-    match name {
-        "nightly" | "beta" => !channel.contains('-'),
-        "stable" => true,
-        _ => name.split('.').count() < 3,
     }
 }
 
@@ -437,6 +406,7 @@ fn first_error(stderr: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pin::is_floating;
 
     #[test]
     fn floating_channels_are_told_apart() {
