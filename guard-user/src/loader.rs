@@ -435,16 +435,19 @@ impl Guard {
         let path = self.pin_dir.join(a.link_pin());
         let prog: &mut Xdp = self.ebpf().program_mut(name).expect("loaded").try_into()?;
         let link = prog.take_link(id)?;
-        match FdLink::try_from(link) {
-            Ok(fd) => {
-                fd.pin(&path)
-                    .with_context(|| format!("pinning {}", path.display()))?;
-            }
-            Err(_) => self.notes.push(
+        if !kernel::has(Feature::XdpLink) {
+            // A netlink attachment: aya 0.16 detaches it when a conversion
+            // to FdLink fails (0.14 let it go), so it is never converted.
+            std::mem::forget(link);
+            self.notes.push(
                 "XDP attached by netlink (no XDP links before 5.9): it cannot be pinned, and stays until detach"
                     .to_string(),
-            ),
+            );
+            return Ok(());
         }
+        let fd = FdLink::try_from(link).context("an XDP link")?;
+        fd.pin(&path)
+            .with_context(|| format!("pinning {}", path.display()))?;
         Ok(())
     }
 
