@@ -166,7 +166,7 @@ pub fn setup(root: &Path, scope: Scope) -> Result<()> {
     let pins = Pins::read(root)?;
     packages(&pins, scope)?;
     userspace_toolchain(root, &pins)?;
-    ebpf_toolchain(&pins)?;
+    ebpf_toolchain(root, &pins)?;
     let linker = bpf_linker()?;
     check_chain(root, &pins, &linker)?;
     println!("setup: done in {:.1?}", started.elapsed());
@@ -179,8 +179,8 @@ fn packages(pins: &Pins, scope: Scope) -> Result<()> {
         println!(
             "setup: not a Debian system. Install these (or your distribution's equivalents), then run again:\n  \
              LLVM {LLVM_MAJOR} development files (llvm, clang, polly), a C toolchain{}\n  \
-             rustup toolchain install {} --profile minimal --component rustfmt,clippy\n  \
-             rustup toolchain install {} --profile minimal --component rust-src\n  \
+             rustup toolchain install  (run in the repository, then in guard-ebpf/: \
+             {} and {} with the components their rust-toolchain.toml files name)\n  \
              LLVM_PREFIX=<llvm-{LLVM_MAJOR} prefix> cargo install bpf-linker --version ={BPF_LINKER_VERSION} \
              --locked --no-default-features --features llvm-{LLVM_MAJOR}",
             if scope == Scope::All {
@@ -226,15 +226,7 @@ fn packages(pins: &Pins, scope: Scope) -> Result<()> {
 fn userspace_toolchain(root: &Path, pins: &Pins) -> Result<()> {
     if !has_toolchain(&installed_toolchains()?, &pins.rust) {
         println!("setup: installing Rust {}", pins.rust);
-        run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            &pins.rust,
-            "--profile",
-            "minimal",
-            "--component",
-            "rustfmt,clippy",
-        ]))?;
+        install_pinned(root)?;
     }
     let vv =
         output(Command::new("rustc").arg("-vV").current_dir(root)).context("running rustc -vV")?;
@@ -253,7 +245,7 @@ fn userspace_toolchain(root: &Path, pins: &Pins) -> Result<()> {
     Ok(())
 }
 
-fn ebpf_toolchain(pins: &Pins) -> Result<()> {
+fn ebpf_toolchain(root: &Path, pins: &Pins) -> Result<()> {
     let present = has_toolchain(&installed_toolchains()?, &pins.ebpf)
         && output(Command::new("rustup").args([
             "component",
@@ -271,15 +263,18 @@ fn ebpf_toolchain(pins: &Pins) -> Result<()> {
         return Ok(());
     }
     println!("setup: installing {} with rust-src", pins.ebpf);
-    run(Command::new("rustup").args([
-        "toolchain",
-        "install",
-        &pins.ebpf,
-        "--profile",
-        "minimal",
-        "--component",
-        "rust-src",
-    ]))
+    install_pinned(&root.join("guard-ebpf"))
+}
+
+/// `rustup toolchain install` in `dir`: the toolchain, profile and
+/// components of the rust-toolchain.toml that governs `dir`, so that the
+/// component lists, too, are written only in those files. RUSTUP_TOOLCHAIN
+/// (set for cargo's children under `cargo +x`) would override the file.
+fn install_pinned(dir: &Path) -> Result<()> {
+    run(Command::new("rustup")
+        .args(["toolchain", "install"])
+        .current_dir(dir)
+        .env_remove("RUSTUP_TOOLCHAIN"))
 }
 
 /// bpf-linker at the pinned version, installed if absent or another
