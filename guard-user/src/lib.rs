@@ -1,22 +1,14 @@
-//! The userspace side of pktguard: configuration, loading and attaching,
-//! counters, and the lab that rebuilds the incidents in namespaces.
+//! The userspace side of pktguard: the command line (`cmd/`), the
+//! configuration and its validator (`config/`), the guard of one interface
+//! (`guard/`), the daemon, the host it runs on (`host/`), the run state, and
+//! the drop monitor, doctor and labs.
 
-pub mod btf;
-pub mod clamp;
+pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod drops;
-pub mod ethtool;
-pub mod events;
-pub mod kernel;
+pub mod guard;
+pub mod host;
 pub mod lab;
-pub mod lab_csum;
-pub mod lab_gso;
-pub mod loader;
-pub mod metrics;
-pub mod netns;
-pub mod repair_cfg;
-pub mod rtnl;
-pub mod stats;
-pub mod sys;
+pub mod state;

@@ -18,7 +18,7 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use guard_common::{Hook, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, MssCounter};
-use guard_user::{netns::Netns, stats::HookStats};
+use guard_user::{guard::counters::HookStats, lab::netns::Netns};
 
 /// The guard's object loaded (not attached), for BPF_PROG_TEST_RUN. A
 /// program is loaded into the kernel (verified) when first run: under TCG
@@ -37,8 +37,10 @@ pub struct Ran {
 
 impl Loaded {
     pub fn new(cfg: MssConfig, link: LinkKind) -> Result<Loaded> {
-        let ebpf =
-            guard_user::loader::load(link, guard_common::FEATURE_MSS | guard_common::FEATURE_CSUM)?;
+        let ebpf = guard_user::guard::object::load(
+            link,
+            guard_common::FEATURE_MSS | guard_common::FEATURE_CSUM,
+        )?;
         let mut loaded = Loaded {
             ebpf: std::cell::RefCell::new(ebpf),
         };
@@ -66,10 +68,10 @@ impl Loaded {
 
     /// Loads with only `features` (FEATURE_* bits) compiled in.
     pub fn with_features(cfg: MssConfig, link: LinkKind, features: u8) -> Result<Loaded> {
-        let mut ebpf = guard_user::loader::load(link, features)?;
+        let mut ebpf = guard_user::guard::object::load(link, features)?;
         // Multi-buffer XDP and bpf_xdp_load_bytes arrived in 5.18: the
         // loader never loads these programs on older kernels, nor does this.
-        let frags = guard_user::loader::xdp_frags_supported();
+        let frags = guard_user::guard::object::xdp_frags_supported();
         for name in [
             guard_common::PROG_XDP,
             guard_common::PROG_XDP_FRAGS,
@@ -120,7 +122,7 @@ impl Loaded {
 
     /// Changes the clamp of the loaded programs.
     pub fn set_config(&mut self, cfg: MssConfig) -> Result<()> {
-        guard_user::loader::set_config(self.ebpf.get_mut(), MSS_CONFIG_MAP, cfg)
+        guard_user::guard::object::set_config(self.ebpf.get_mut(), MSS_CONFIG_MAP, cfg)
     }
 
     /// Runs program `name` on `frame`, `repeat` times.
@@ -205,7 +207,7 @@ impl Loaded {
     pub fn counters(&self) -> Result<Vec<HookStats>> {
         let ebpf = self.ebpf.borrow();
         let map = ebpf.map(MSS_COUNTERS_MAP).expect("counter map");
-        guard_user::stats::hook_stats(&PerCpuArray::try_from(map)?)
+        guard_user::guard::counters::hook_stats(&PerCpuArray::try_from(map)?)
     }
 
     pub fn counter(&self, hook: Hook, c: MssCounter) -> Result<u64> {
@@ -213,17 +215,21 @@ impl Loaded {
     }
 
     /// The checksum repair's outcome counts per hook.
-    pub fn csum_counters(&self) -> Result<Vec<guard_user::stats::CsumHookStats>> {
+    pub fn csum_counters(&self) -> Result<Vec<guard_user::guard::counters::CsumHookStats>> {
         let ebpf = self.ebpf.borrow();
         let map = ebpf
             .map(guard_common::CSUM_COUNTERS_MAP)
             .expect("csum counters");
-        guard_user::stats::csum_hook_stats(&PerCpuArray::try_from(map)?)
+        guard_user::guard::counters::csum_hook_stats(&PerCpuArray::try_from(map)?)
     }
 
     /// Sets the GSO guard's configuration.
     pub fn set_gso(&mut self, cfg: guard_common::GsoConfig) -> Result<()> {
-        guard_user::loader::set_config(self.ebpf.get_mut(), guard_common::GSO_CONFIG_MAP, cfg)
+        guard_user::guard::object::set_config(
+            self.ebpf.get_mut(),
+            guard_common::GSO_CONFIG_MAP,
+            cfg,
+        )
     }
 
     /// The GSO guard's outcome counts.
@@ -232,12 +238,16 @@ impl Loaded {
         let map = ebpf
             .map(guard_common::GSO_COUNTERS_MAP)
             .expect("gso counters");
-        guard_user::stats::gso_stats(&PerCpuArray::try_from(map)?)
+        guard_user::guard::counters::gso_stats(&PerCpuArray::try_from(map)?)
     }
 
     /// Sets the repair configuration.
     pub fn set_repair(&mut self, cfg: guard_common::CsumConfig) -> Result<()> {
-        guard_user::loader::set_config(self.ebpf.get_mut(), guard_common::CSUM_CONFIG_MAP, cfg)
+        guard_user::guard::object::set_config(
+            self.ebpf.get_mut(),
+            guard_common::CSUM_CONFIG_MAP,
+            cfg,
+        )
     }
 }
 
@@ -671,7 +681,7 @@ impl Drop for DropsWatch {
 
 /// Whether the running kernel is at least `major.minor`.
 pub fn kernel_at_least(major: u32, minor: u32) -> bool {
-    guard_user::sys::kernel_version().is_ok_and(|v| v >= (major, minor))
+    guard_user::host::sys::kernel_version().is_ok_and(|v| v >= (major, minor))
 }
 
 /// TCX arrived in 6.6; before it TC programs are netlink (cls_bpf) filters.
@@ -717,7 +727,7 @@ pub fn tc_programs(ns: &Netns, dev: &str) -> Vec<(String, u32, u64)> {
     }
     // bpftool fails when a link goes away while it lists (other tests run).
     let listing = (0..10)
-        .find_map(|_| guard_user::netns::cmd(&["bpftool", "link", "show", "-j"]).ok())
+        .find_map(|_| guard_user::lab::netns::cmd(&["bpftool", "link", "show", "-j"]).ok())
         .expect("bpftool link show");
     let links: serde_json::Value = serde_json::from_str(&listing).unwrap();
     let link_of = |prog: u32| {
@@ -736,7 +746,7 @@ pub fn tc_programs(ns: &Netns, dev: &str) -> Vec<(String, u32, u64)> {
         let (_, progs) = ns
             .run(|| {
                 Ok(SchedClassifier::query_tcx(
-                    &guard_user::loader::ifname(dev)?,
+                    &guard_user::host::iface::ifname(dev)?,
                     at,
                 )?)
             })

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use guard_ebpf::testpkt::{ACK, Segment};
-use guard_user::netns::{self, Netns, VethEnd};
+use guard_user::lab::netns::{self, Netns, VethEnd};
 
 use crate::Running;
 
@@ -474,7 +474,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let stamp = today();
     let json = opts.out_dir.join(format!("{stamp}.json"));
-    let kernel = guard_user::sys::kernel_release().unwrap_or_default();
+    let kernel = guard_user::host::sys::kernel_release().unwrap_or_default();
     std::fs::write(
         &json,
         format!(
@@ -502,7 +502,7 @@ fn today() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos() as u64;
-    guard_user::events::rfc3339(secs)[..10].to_string()
+    guard_user::cmd::events::rfc3339(secs)[..10].to_string()
 }
 
 /// A bar chart of each hook's rate relative to no hook, per packet kind.

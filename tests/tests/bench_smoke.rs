@@ -11,7 +11,7 @@ use pktguard_tests::rate::{self, Hook, Kind, Options};
 fn rate_harness_smoke_run() {
     let dir = std::env::temp_dir().join(format!(
         "pktguard-bench-{}",
-        guard_user::netns::unique_tag()
+        guard_user::lab::netns::unique_tag()
     ));
     let opts = Options {
         rounds: 1,

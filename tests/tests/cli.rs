@@ -5,7 +5,7 @@ use std::{fs, path::Path};
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use guard_common::{PIN_DIR, RUN_DIR};
-use guard_user::netns::{self, Netns, VethEnd};
+use guard_user::lab::netns::{self, Netns, VethEnd};
 use pktguard_tests::{Running, kernel_at_least, pktguard_bin, pktguard_in};
 
 const IFACE: &str = "g0";
@@ -51,7 +51,7 @@ fn leftovers(ns: &Netns) -> Vec<String> {
                 let mut progs = Vec::new();
                 for at in [TcAttachType::Ingress, TcAttachType::Egress] {
                     let (_, p) =
-                        SchedClassifier::query_tcx(&guard_user::loader::ifname(IFACE)?, at)?;
+                        SchedClassifier::query_tcx(&guard_user::host::iface::ifname(IFACE)?, at)?;
                     progs.extend(p.iter().map(|i| format!("tcx {at:?}: prog {}", i.id())));
                 }
                 Ok(progs)

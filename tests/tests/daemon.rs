@@ -13,8 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_user::{
-    lab::{NODE_CLIENT_IF, TunnelLab, tcp_maxseg},
+use guard_user::lab::{
+    mss::{NODE_CLIENT_IF, TunnelLab, tcp_maxseg},
     netns::Netns,
 };
 use pktguard_tests::{Running, START_LIMIT, pktguard_in, stats_counter, stats_json, tc_programs};
@@ -109,7 +109,7 @@ fn kill_9_keeps_clamping_and_restart_adopts_the_pins() {
     assert!(tc_programs(&lab.node, NODE_CLIENT_IF).is_empty());
     let key = lab
         .node
-        .run(|| guard_user::sys::iface_key(NODE_CLIENT_IF))
+        .run(|| guard_user::host::sys::iface_key(NODE_CLIENT_IF))
         .unwrap();
     assert!(
         !std::path::Path::new(guard_common::PIN_DIR)
@@ -241,8 +241,10 @@ fn wait_for_line(r: &mut Running, what: &str) -> String {
 #[test]
 fn sighup_applies_a_new_mtu_through_the_maps_and_rejects_a_broken_file() {
     let lab = TunnelLab::new().unwrap();
-    let path =
-        std::env::temp_dir().join(format!("pktguard-{}.toml", guard_user::netns::unique_tag()));
+    let path = std::env::temp_dir().join(format!(
+        "pktguard-{}.toml",
+        guard_user::lab::netns::unique_tag()
+    ));
     config(
         &path,
         &format!("[interface.{NODE_CLIENT_IF}]\nattach = \"tc\"\nmtu = 1440\n"),
@@ -332,7 +334,7 @@ fn metrics_match_stats() {
 /// attached again.
 #[test]
 fn a_recreated_interface_is_attached_again() {
-    let tag = guard_user::netns::unique_tag();
+    let tag = guard_user::lab::netns::unique_tag();
     let ns = Netns::new(&format!("pg-{tag}-re")).unwrap();
     let make = || {
         ns.ip(&["link", "add", "r0", "type", "veth", "peer", "name", "r1"])
@@ -432,14 +434,14 @@ fn events_are_rate_limited_in_the_kernel() {
     .unwrap();
     let mut frame = Segment::syn(&[2, 4, 0x05, 0xb4]).build();
     frame[0..6].copy_from_slice(&lab.node.mac(NODE_CLIENT_IF).unwrap());
-    frame[6..12].copy_from_slice(&lab.client.mac(guard_user::lab::CLIENT_IF).unwrap());
+    frame[6..12].copy_from_slice(&lab.client.mac(guard_user::lab::mss::CLIENT_IF).unwrap());
     let packet = pktguard_tests::trafgen_packet(&frame);
     let flood = |n: &str| {
         lab.client
             .exec(&[
                 "trafgen",
                 "-o",
-                guard_user::lab::CLIENT_IF,
+                guard_user::lab::mss::CLIENT_IF,
                 "-n",
                 n,
                 "-P",

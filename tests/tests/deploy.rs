@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use guard_user::netns::{self, Netns};
+use guard_user::lab::netns::{self, Netns};
 use pktguard_tests::{Running, pktguard_in};
 
 fn deploy(file: &str) -> PathBuf {
@@ -70,7 +70,7 @@ fn the_units_capabilities_are_enough() {
             w.next() == Some(at) && w.next() == Some(fs)
         });
         if !mounted {
-            guard_user::sys::mount_fs(fs, at).unwrap();
+            guard_user::host::sys::mount_fs(fs, at).unwrap();
         }
     }
     let ns = Netns::new(&format!("pg-{}-caps", netns::unique_tag())).unwrap();

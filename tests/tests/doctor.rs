@@ -8,8 +8,8 @@ use std::{fs, path::PathBuf};
 
 use guard_user::{
     doctor::{self, Check, Fixture, Live, Overlay, Status},
-    ethtool,
-    netns::{self, Netns, VethEnd},
+    host::ethtool,
+    lab::netns::{self, Netns, VethEnd},
 };
 use pktguard_tests::{Running, pktguard_in};
 
@@ -463,7 +463,7 @@ fn stale_pktguard_state_warns() {
     let (n, _p) = node();
     let dir = std::path::Path::new(guard_common::RUN_DIR);
     fs::create_dir_all(dir).unwrap();
-    let key = n.run(|| guard_user::sys::iface_key("u0")).unwrap();
+    let key = n.run(|| guard_user::host::sys::iface_key("u0")).unwrap();
     let stale = dir.join(format!("{key}.lock"));
     fs::write(&stale, "pid=4242\niface=u0\n").unwrap();
     let checks = live_checks(&n);

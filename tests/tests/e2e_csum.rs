@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use guard_user::lab_csum::{RECEIVER_IF, VxlanLab};
+use guard_user::lab::repair::{RECEIVER_IF, VxlanLab};
 use pktguard_tests::{Running, kernel_at_least, pktguard_in, stats_counter, stats_json};
 
 const ECHO: usize = 1 << 20;

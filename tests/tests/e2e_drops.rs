@@ -8,7 +8,7 @@ use std::{
 };
 
 use guard_ebpf::csum::{fold, sum_words};
-use guard_user::netns::{self, Netns, VethEnd};
+use guard_user::lab::netns::{self, Netns, VethEnd};
 use pktguard_tests::{DropsWatch, RawTcp};
 
 const SENT: u64 = 20;
@@ -282,8 +282,8 @@ fn raw_tracepoint_fallback_counts_the_same() {
     } else {
         0
     };
-    let ifindex = b.run(|| guard_user::sys::ifindex("b0")).unwrap();
-    let netns = guard_user::sys::netns_inode(&b.path()).unwrap() as u32;
+    let ifindex = b.run(|| guard_user::host::sys::ifindex("b0")).unwrap();
+    let netns = guard_user::host::sys::netns_inode(&b.path()).unwrap() as u32;
     let (snap, _) = mon.snapshot().unwrap();
     let hits: u64 = snap
         .iter()

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use guard_user::lab_gso::{GsoLab, TAP_IF, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6};
+use guard_user::lab::gso::{GsoLab, TAP_IF, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6};
 use pktguard_tests::{Running, stats_json};
 
 /// What the sink received for one injected packet.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use guard_user::lab::{NODE_CLIENT_IF, NODE_TUNNEL_IF, TUNNEL_MTU, TunnelLab};
+use guard_user::lab::mss::{NODE_CLIENT_IF, NODE_TUNNEL_IF, TUNNEL_MTU, TunnelLab};
 use pktguard_tests::Running;
 
 const BYTES: usize = 4 << 20;
@@ -192,7 +192,7 @@ fn trafgen_frames_are_pulled_and_clamped_at_tc() {
     .unwrap();
     let mut frame = Segment::syn(&[1, 2, 4, 0x05, 0xb4, 1, 1, 1]).build();
     frame[0..6].copy_from_slice(&lab.node.mac(NODE_CLIENT_IF).unwrap());
-    frame[6..12].copy_from_slice(&lab.client.mac(guard_user::lab::CLIENT_IF).unwrap());
+    frame[6..12].copy_from_slice(&lab.client.mac(guard_user::lab::mss::CLIENT_IF).unwrap());
     let packet = pktguard_tests::trafgen_packet(&frame);
     let raw = lab
         .client
@@ -204,7 +204,7 @@ fn trafgen_frames_are_pulled_and_clamped_at_tc() {
             .exec(&[
                 "trafgen",
                 "-o",
-                guard_user::lab::CLIENT_IF,
+                guard_user::lab::mss::CLIENT_IF,
                 "-n",
                 "1",
                 "-P",

@@ -59,11 +59,11 @@ fn table(prog: &str, hook: Hook, verdict: u32) {
 /// loader does not offer it before. There, the kernel must refuse the
 /// program, as the loader assumes; true where it runs.
 fn xdp_frags_runs() -> bool {
-    if guard_user::loader::xdp_frags_supported() {
+    if guard_user::guard::object::xdp_frags_supported() {
         return true;
     }
     let mut ebpf =
-        guard_user::loader::load(LinkKind::Ethernet, guard_common::FEATURE_CSUM).unwrap();
+        guard_user::guard::object::load(LinkKind::Ethernet, guard_common::FEATURE_CSUM).unwrap();
     let p: &mut aya::programs::Xdp = ebpf
         .program_mut(PROG_XDP_FRAGS)
         .unwrap()

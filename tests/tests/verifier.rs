@@ -25,7 +25,7 @@ fn every_program_stays_within_a_quarter_of_the_verifier_limit() {
                 .verified_instruction_count()
             else {
                 // Loaded (verified); the count is reported since 5.16.
-                let v = guard_user::sys::kernel_version().unwrap();
+                let v = guard_user::host::sys::kernel_version().unwrap();
                 assert!(
                     v < (5, 16),
                     "{name}: no verified instruction count on {v:?}"

@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use crate::{
+use crate::host::{
     ethtool::{self, Feature},
     rtnl::{self, Link},
 };
@@ -35,7 +35,7 @@ pub trait Host {
     /// Whether the pktguard holding lock file `path` still runs.
     fn lock_held(&self, path: &str) -> bool;
     /// The suffix of this network namespace's guard keys (`@<inode>`, or
-    /// empty in the initial namespace): see [`crate::sys::iface_key`].
+    /// empty in the initial namespace): see [`crate::host::sys::iface_key`].
     fn key_suffix(&self) -> String {
         String::new()
     }
@@ -104,12 +104,12 @@ impl Host for Live {
     }
 
     fn key_suffix(&self) -> String {
-        crate::sys::iface_key("").unwrap_or_default()
+        crate::host::sys::iface_key("").unwrap_or_default()
     }
 
     fn guard_counters(&self) -> Vec<String> {
         use guard_common::MssCounter;
-        crate::stats::collect(None)
+        crate::guard::counters::collect(None)
             .unwrap_or_default()
             .iter()
             .map(|i| {

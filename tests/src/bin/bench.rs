@@ -81,7 +81,7 @@ fn mss() -> Result<()> {
         .build();
     println!(
         "bench mss: BPF_PROG_TEST_RUN, median of {ROUNDS} rounds; kernel {}",
-        guard_user::sys::kernel_release()?
+        guard_user::host::sys::kernel_release()?
     );
     println!(
         "{:<5} {:<44} {:>9} {:>9} {:>9}  spread of deltas",
@@ -145,7 +145,7 @@ fn csum() -> Result<()> {
     })?;
     println!(
         "bench csum: BPF_PROG_TEST_RUN, median of {ROUNDS} rounds; kernel {}",
-        guard_user::sys::kernel_release()?
+        guard_user::host::sys::kernel_release()?
     );
     println!(
         "{:<5} {:<36} {:>9} {:>9} {:>9} {:>9} {:>7}  spread",
@@ -233,7 +233,7 @@ fn gso() -> Result<()> {
     })?;
     println!(
         "bench gso: BPF_PROG_TEST_RUN, median of {ROUNDS} rounds; kernel {}",
-        guard_user::sys::kernel_release()?
+        guard_user::host::sys::kernel_release()?
     );
     println!(
         "{:<58} {:>9} {:>9} {:>9}  spread of deltas",
@@ -280,8 +280,8 @@ fn gso() -> Result<()> {
 /// every one of them dropped by the kernel (NO_SOCKET), counted by the
 /// receiver's own UdpNoPorts counter.
 fn drop_rate(
-    a: &guard_user::netns::Netns,
-    b: &guard_user::netns::Netns,
+    a: &guard_user::lab::netns::Netns,
+    b: &guard_user::lab::netns::Netns,
     window: Duration,
 ) -> Result<f64> {
     let no_ports = || -> Result<u64> {
@@ -317,7 +317,7 @@ fn drop_rate(
 /// `cargo xtask bench drops`: the drop monitor's cost on a flood of packets
 /// the kernel drops, with and without it, alternately in the same run.
 fn drops() -> Result<()> {
-    use guard_user::netns::{self, Netns, VethEnd};
+    use guard_user::lab::netns::{self, Netns, VethEnd};
     let tag = netns::unique_tag();
     let a = Netns::new(&format!("pg-{tag}-ba"))?;
     let b = Netns::new(&format!("pg-{tag}-bb"))?;
@@ -355,7 +355,7 @@ fn drops() -> Result<()> {
         "bench drops: UDP flood to a closed port over veth (one sender), {} ms windows, \
          median of 7 rounds alternating without/with the monitor; kernel {}",
         window.as_millis(),
-        guard_user::sys::kernel_release()?
+        guard_user::host::sys::kernel_release()?
     );
     drop_rate(&a, &b, Duration::from_millis(300))?; // warm-up
     for raw_only in [false, true] {
@@ -365,8 +365,8 @@ fn drops() -> Result<()> {
 }
 
 fn drops_rounds(
-    a: &guard_user::netns::Netns,
-    b: &guard_user::netns::Netns,
+    a: &guard_user::lab::netns::Netns,
+    b: &guard_user::lab::netns::Netns,
     window: Duration,
     raw_only: bool,
 ) -> Result<()> {
@@ -412,7 +412,7 @@ fn rate() -> Result<()> {
         opts.rounds,
         opts.window,
         opts.warmup,
-        guard_user::sys::kernel_release()?
+        guard_user::host::sys::kernel_release()?
     );
     let r = pktguard_tests::rate::run(&opts)?;
     print!("{}", r.table);

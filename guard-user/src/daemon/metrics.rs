@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::{
     drops::{self, DropMonitor},
-    loader::{Attachment, Guard},
+    guard::{Attachment, Guard},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,7 +90,7 @@ pub fn render<'a>(
         for a in &g.attached {
             attached
                 .get_or_create(&AttachLabels {
-                    iface: g.iface.clone(),
+                    iface: g.iface.name.clone(),
                     attachment: a.name().to_string(),
                 })
                 .set(1);
@@ -99,7 +99,7 @@ pub fn render<'a>(
             for h in g.counters().unwrap_or_default() {
                 if hooks.contains(&h.hook) {
                     for o in MssOutcome::ALL {
-                        add(&g.iface, h.hook, "mss_clamp", o.name(), h.outcome(o));
+                        add(&g.iface.name, h.hook, "mss_clamp", o.name(), h.outcome(o));
                     }
                 }
             }
@@ -107,7 +107,7 @@ pub fn render<'a>(
         for h in g.csum_counters().unwrap_or_default() {
             if hooks.contains(&h.hook) {
                 for o in CsumOutcome::ALL {
-                    add(&g.iface, h.hook, "csum_repair", o.name(), h.get(o));
+                    add(&g.iface.name, h.hook, "csum_repair", o.name(), h.get(o));
                 }
             }
         }
@@ -116,7 +116,7 @@ pub fn render<'a>(
         {
             for o in &GsoOutcome::ALL[1..] {
                 add(
-                    &g.iface,
+                    &g.iface.name,
                     Hook::TcIngress,
                     "gso_guard",
                     o.name(),

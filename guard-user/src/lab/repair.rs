@@ -22,9 +22,13 @@ use guard_common::{
 };
 
 use crate::{
-    loader::{AttachMode, Direction, EBPF_OBJECT, Features, Guard},
-    netns::{self, Netns, VethEnd},
-    repair_cfg::{RepairMode, RepairSpec},
+    config::repair::{RepairMode, RepairSpec},
+    guard::{AttachMode, Direction, Features, Guard, object::EBPF_OBJECT},
+    lab::{
+        accept_until, family,
+        netns::{self, Netns, VethEnd},
+        verdict,
+    },
 };
 
 /// B's underlay interface, where the repair runs.
@@ -132,9 +136,12 @@ impl VxlanLab {
             .try_into()?;
         prog.load()?;
         a.run(|| {
-            crate::loader::ensure_clsact(SENDER_IF)?;
-            prog.attach(&crate::loader::ifname(SENDER_IF)?, TcAttachType::Egress)
-                .context("attaching the double-SNAT program")?;
+            crate::guard::tc::ensure_clsact(SENDER_IF)?;
+            prog.attach(
+                &crate::host::iface::ifname(SENDER_IF)?,
+                TcAttachType::Egress,
+            )
+            .context("attaching the double-SNAT program")?;
             Ok(())
         })?;
         Ok(VxlanLab {
@@ -190,17 +197,8 @@ impl VxlanLab {
         let start = Instant::now();
         let deadline = start + wait;
         let server = std::thread::spawn(move || -> Result<()> {
-            let (mut conn, _) = loop {
-                match listener.accept() {
-                    Ok(c) => break c,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if Instant::now() >= deadline {
-                            return Ok(());
-                        }
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+            let Some(mut conn) = accept_until(&listener, deadline)? else {
+                return Ok(());
             };
             conn.set_nonblocking(false)?;
             conn.set_read_timeout(Some(wait))?;
@@ -257,7 +255,7 @@ pub fn report(bytes: usize, stall: Duration) -> Result<()> {
     let mut ok = true;
     for v6 in [false, true] {
         let lab = VxlanLab::new(v6, 1500, false).context("building the lab namespaces")?;
-        let underlay = crate::lab::family(v6);
+        let underlay = family(v6);
         let errors = lab.csum_errors()?;
         let before = lab.echo(bytes, stall)?;
         let errors = lab.csum_errors()? - errors;
@@ -297,12 +295,9 @@ pub fn report(bytes: usize, stall: Duration) -> Result<()> {
         }
         ok &= after.is_ok() && repaired >= mangled && mangled > 0;
     }
-    if ok {
-        println!(
-            "verdict: OK: without the guard every frame is dropped; with it the echo completes and every mangled frame was repaired"
-        );
-        Ok(())
-    } else {
-        bail!("verdict: UNEXPECTED: see above")
-    }
+    verdict(
+        ok,
+        "without the guard every frame is dropped; with it the echo completes and every mangled frame was repaired",
+        "above",
+    )
 }

@@ -16,7 +16,7 @@ use aya::{
     sys::{BpfHelper, is_helper_supported},
 };
 
-use crate::sys;
+use super::sys;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feature {

@@ -1,189 +1,36 @@
 //! `pktguard stats`: the counters of every guarded interface, read from the
-//! pinned maps while `pktguard run` is running.
+//! pinned maps while `pktguard run` is running, as a table or JSON.
 
-use std::{fs, path::Path};
+use anyhow::{Result, bail};
+use clap::Args;
+use guard_common::{CsumOutcome, GsoOutcome, Hook, MssCounter};
 
-use anyhow::{Context as _, Result};
-use aya::maps::{Array, Map, MapData, PerCpuArray};
-use guard_common::{
-    CsumOutcome, GsoOutcome, Hook, MssConfig, MssCounter, MssOutcome, PIN_CONFIG, PIN_COUNTERS,
-    PIN_CSUM_COUNTERS, PIN_DIR, PIN_GSO_COUNTERS, RUN_DIR,
-};
+use super::json_str;
+use crate::guard::counters::{self, IfaceStats};
 
-use crate::sys;
-
-/// The counters of one hook of one interface, summed over CPUs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HookStats {
-    pub hook: Hook,
-    /// What the program counted: one outcome per packet.
-    pub outcomes: [u64; MssOutcome::COUNT],
-    /// The reported counters, derived from the outcomes.
-    pub counters: [u64; MssCounter::COUNT],
+#[derive(Args)]
+pub struct StatsArgs {
+    /// One JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only this interface.
+    #[arg(long, value_name = "IFACE")]
+    iface: Option<String>,
 }
 
-impl HookStats {
-    pub fn get(&self, c: MssCounter) -> u64 {
-        self.counters[c as usize]
+pub fn run(args: StatsArgs) -> Result<()> {
+    let all = counters::collect(args.iface.as_deref())?;
+    if let Some(iface) = &args.iface
+        && all.is_empty()
+    {
+        bail!("{iface} is not guarded in this network namespace");
     }
-
-    pub fn outcome(&self, o: MssOutcome) -> u64 {
-        self.outcomes[o as usize]
+    if args.json {
+        print!("{}", render_json(&all));
+    } else {
+        print!("{}", render_table(&all));
     }
-}
-
-/// The checksum repair's outcome counts of one hook, summed over CPUs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CsumHookStats {
-    pub hook: Hook,
-    pub outcomes: [u64; CsumOutcome::COUNT],
-}
-
-impl CsumHookStats {
-    pub fn get(&self, o: CsumOutcome) -> u64 {
-        self.outcomes[o as usize]
-    }
-
-    /// VXLAN frames from the peer ranges: every outcome but `NotVxlan`.
-    pub fn vxlan_seen(&self) -> u64 {
-        self.outcomes.iter().sum::<u64>() - self.get(CsumOutcome::NotVxlan)
-    }
-}
-
-pub fn csum_hook_stats<T: std::borrow::Borrow<MapData>>(
-    counters: &PerCpuArray<T, u64>,
-) -> Result<Vec<CsumHookStats>> {
-    let mut hooks = Vec::new();
-    for hook in Hook::ALL {
-        let mut outcomes = [0u64; CsumOutcome::COUNT];
-        for o in CsumOutcome::ALL {
-            outcomes[o as usize] = counters.get(&o.index(hook), 0)?.iter().sum();
-        }
-        hooks.push(CsumHookStats { hook, outcomes });
-    }
-    Ok(hooks)
-}
-
-/// The GSO guard's outcome counts, summed over CPUs (TC ingress only).
-pub fn gso_stats<T: std::borrow::Borrow<MapData>>(
-    counters: &PerCpuArray<T, u64>,
-) -> Result<[u64; GsoOutcome::COUNT]> {
-    let mut outcomes = [0u64; GsoOutcome::COUNT];
-    for o in GsoOutcome::ALL {
-        outcomes[o as usize] = counters.get(&o.index(Hook::TcIngress), 0)?.iter().sum();
-    }
-    Ok(outcomes)
-}
-
-#[derive(Clone, Debug)]
-pub struct IfaceStats {
-    pub iface: String,
-    /// Attach points in use, as `pktguard run` recorded them.
-    pub attached: Vec<String>,
-    pub mss_v4: u16,
-    pub mss_v6: u16,
-    pub hooks: Vec<HookStats>,
-    /// Empty unless the guard repairs checksums.
-    pub csum: Vec<CsumHookStats>,
-    /// The GSO guard's outcomes, and its action ("drop"/"flag"), if on.
-    pub gso: Option<([u64; GsoOutcome::COUNT], String)>,
-}
-
-impl IfaceStats {
-    pub fn hook(&self, hook: Hook) -> Option<&HookStats> {
-        self.hooks.iter().find(|h| h.hook == hook)
-    }
-}
-
-/// Sums the per-CPU counters of every hook.
-pub fn hook_stats<T: std::borrow::Borrow<MapData>>(
-    counters: &PerCpuArray<T, u64>,
-) -> Result<Vec<HookStats>> {
-    let mut hooks = Vec::new();
-    for hook in Hook::ALL {
-        let mut outcomes = [0u64; MssOutcome::COUNT];
-        for o in MssOutcome::ALL {
-            outcomes[o as usize] = counters.get(&o.index(hook), 0)?.iter().sum();
-        }
-        hooks.push(HookStats {
-            hook,
-            outcomes,
-            counters: MssCounter::from_outcomes(&outcomes),
-        });
-    }
-    Ok(hooks)
-}
-
-/// Reads the counters of the interface whose pins are in `dir`.
-pub fn read_dir(dir: &Path, iface: &str, key: &str) -> Result<IfaceStats> {
-    let counters = MapData::from_pin(dir.join(PIN_COUNTERS))
-        .with_context(|| format!("opening {}", dir.join(PIN_COUNTERS).display()))?;
-    let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(Map::PerCpuArray(counters))?;
-    let hooks = hook_stats(&counters)?;
-    let csum = match MapData::from_pin(dir.join(PIN_CSUM_COUNTERS)) {
-        Ok(m) => csum_hook_stats(&PerCpuArray::try_from(Map::PerCpuArray(m))?)?,
-        Err(_) => Vec::new(),
-    };
-    let gso = match MapData::from_pin(dir.join(PIN_GSO_COUNTERS)) {
-        Ok(m) => Some(gso_stats(&PerCpuArray::try_from(Map::PerCpuArray(m))?)?),
-        Err(_) => None,
-    };
-    let config = MapData::from_pin(dir.join(PIN_CONFIG))?;
-    let config: Array<_, MssConfig> = Array::try_from(Map::Array(config))?;
-    let cfg = config.get(&0, 0)?;
-    let state =
-        fs::read_to_string(Path::new(RUN_DIR).join(format!("{key}.lock"))).unwrap_or_default();
-    let attached = state
-        .lines()
-        .find_map(|l| l.strip_prefix("hooks="))
-        .map(|h| {
-            h.split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(IfaceStats {
-        iface: iface.to_string(),
-        attached,
-        mss_v4: cfg.mss_v4,
-        mss_v6: cfg.mss_v6,
-        hooks,
-        csum,
-        gso: gso.map(|g| {
-            let action = state
-                .lines()
-                .find_map(|l| l.strip_prefix("gso="))
-                .and_then(|l| l.split_whitespace().next())
-                .unwrap_or("?")
-                .to_string();
-            (g, action)
-        }),
-    })
-}
-
-/// Every interface guarded in this network namespace, or just `only`.
-pub fn collect(only: Option<&str>) -> Result<Vec<IfaceStats>> {
-    let mut out = Vec::new();
-    let entries = match fs::read_dir(PIN_DIR) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("reading {PIN_DIR}")),
-    };
-    let suffix = sys::iface_key("")?;
-    for entry in entries {
-        let entry = entry?;
-        let key = entry.file_name().to_string_lossy().into_owned();
-        let Some(iface) = sys::iface_of_key(&key, &suffix) else {
-            continue;
-        };
-        if only.is_some_and(|o| o != iface) {
-            continue;
-        }
-        out.push(read_dir(&entry.path(), &iface, &key)?);
-    }
-    out.sort_by(|a, b| a.iface.cmp(&b.iface));
-    Ok(out)
+    Ok(())
 }
 
 pub fn render_table(stats: &[IfaceStats]) -> String {
@@ -269,22 +116,6 @@ pub fn render_table(stats: &[IfaceStats]) -> String {
     s
 }
 
-/// A JSON string literal (interface names may hold any byte but '/', ':'
-/// and white space).
-pub(crate) fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// One JSON document: `{"interfaces":[{"iface":..,"hooks":{..}}]}`.
 pub fn render_json(stats: &[IfaceStats]) -> String {
     let ifaces: Vec<String> = stats
@@ -359,13 +190,10 @@ fn hook_matches(attachment: &str, hook: Hook) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use guard_common::MssOutcome;
 
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_str("eth0"), "\"eth0\"");
-        assert_eq!(json_str("a\"b\\c\u{1}"), "\"a\\\"b\\\\c\\u0001\"");
-    }
+    use super::*;
+    use crate::guard::counters::HookStats;
 
     #[test]
     fn json_has_every_counter_of_every_hook() {

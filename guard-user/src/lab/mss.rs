@@ -9,13 +9,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::{
-    clamp::Clamp,
-    loader::{AttachMode, Direction, Features, Guard},
-    netns::{self, Netns, VethEnd},
-    stats::{self, IfaceStats},
+    cmd::stats,
+    config::clamp::Clamp,
+    guard::counters::IfaceStats,
+    guard::{AttachMode, Direction, Features, Guard},
+    lab::{
+        accept_until, family,
+        netns::{self, Netns, VethEnd},
+        verdict,
+    },
 };
 
 pub const TUNNEL_MTU: u32 = 1440;
@@ -23,9 +28,10 @@ pub const CLIENT_IF: &str = "c0";
 /// The node's interface towards the client, and towards the pod (the tunnel).
 pub const NODE_CLIENT_IF: &str = "n0";
 pub const NODE_TUNNEL_IF: &str = "n1";
-pub const POD_IF: &str = "p0";
-pub const POD_V4: &str = "10.77.2.2";
-pub const POD_V6: &str = "fd77:2::2";
+const POD_IF: &str = "p0";
+/// The pod's addresses: its side of the tunnel link, and where transfers go.
+const POD_V4: &str = "10.77.2.2";
+const POD_V6: &str = "fd77:2::2";
 const PORT: u16 = 9083;
 
 pub struct TunnelLab {
@@ -68,7 +74,7 @@ impl TunnelLab {
             &VethEnd {
                 ns: &lab.pod,
                 name: POD_IF,
-                addrs: &["10.77.2.2/24", "fd77:2::2/64"],
+                addrs: &[&format!("{POD_V4}/24"), &format!("{POD_V6}/64")],
                 mtu: 1500,
             },
         )?;
@@ -139,18 +145,9 @@ impl TunnelLab {
 }
 
 fn serve(listener: TcpListener, deadline: Instant) -> Result<(usize, u32)> {
-    let mut conn = loop {
-        match listener.accept() {
-            Ok((c, _)) => break c,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    bail!("no connection reached the pod");
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => return Err(e).context("accepting in the pod"),
-        }
-    };
+    let mut conn = accept_until(&listener, deadline)
+        .context("accepting in the pod")?
+        .ok_or_else(|| anyhow!("no connection reached the pod"))?;
     conn.set_nonblocking(false)?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut received = 0;
@@ -283,17 +280,9 @@ pub fn report(bytes: usize, stall: Duration) -> Result<()> {
     print!("{}", stats::render_table(&[counters]));
     drop(guard);
     drop(lab);
-    if ok {
-        println!(
-            "verdict: OK: without the guard the transfers stall; with it they complete, every MSS within the clamp"
-        );
-        Ok(())
-    } else {
-        bail!("verdict: UNEXPECTED: see the transfers above")
-    }
-}
-
-/// "IPv4" or "IPv6".
-pub fn family(v6: bool) -> &'static str {
-    if v6 { "IPv6" } else { "IPv4" }
+    verdict(
+        ok,
+        "without the guard the transfers stall; with it they complete, every MSS within the clamp",
+        "the transfers above",
+    )
 }

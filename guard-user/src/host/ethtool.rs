@@ -6,7 +6,7 @@ use std::io;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::sys::{ifreq, ioctl};
+use super::sys::{ifreq, ioctl};
 
 const ETHTOOL_GSTRINGS: u32 = 0x1b;
 const ETHTOOL_GSSET_INFO: u32 = 0x37;

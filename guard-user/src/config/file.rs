@@ -1,6 +1,7 @@
 //! `/etc/pktguard/config.toml`: one section per interface with its features
 //! and their parameters, and a `[daemon]` section. Parsed with serde and
-//! checked field by field; every error names its line and field.
+//! checked field by field, through the same validator as the flags; every
+//! error names its line and field.
 //!
 //! ```toml
 //! [daemon]
@@ -15,19 +16,20 @@
 //! gso_guard = "drop"
 //! ```
 
-use std::{collections::BTreeMap, ops::Range, path::Path};
+use std::{collections::BTreeMap, ops::Range};
 
-use anyhow::{Context as _, Result};
 use clap::ValueEnum;
-use guard_common::{GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoAction, GsoConfig};
+use guard_common::{GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoConfig};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{
+use super::{
+    ClampSource, Config, IfaceConfig,
     clamp::{Clamp, Encap},
-    loader::{AttachMode, Direction, Features},
-    repair_cfg::{Cidr, RepairMode, RepairSpec},
+    repair::{Cidr, RepairMode, RepairSpec},
+    validate::{self, Door, GsoGuardAction},
 };
+use crate::guard::{AttachMode, Direction};
 
 pub const DEFAULT_PATH: &str = "/etc/pktguard/config.toml";
 
@@ -68,72 +70,6 @@ struct RawIface {
     gso_max_segs: Option<Spanned<u32>>,
 }
 
-/// How the MSS clamp of an interface is given.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClampSource {
-    Mtu(u32),
-    /// Read from the device when the guard starts (and on reload).
-    TunnelDev(String),
-    Underlay(u32, Encap),
-}
-
-/// One interface, as configured.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IfaceConfig {
-    pub iface: String,
-    pub attach: AttachMode,
-    pub direction: Direction,
-    pub clamp: Option<ClampSource>,
-    pub repair: Option<RepairSpec>,
-    pub gso: Option<GsoConfig>,
-}
-
-impl IfaceConfig {
-    /// The features to load, resolving a tunnel device's MTU now.
-    pub fn features(&self) -> Result<Features> {
-        let clamp = match &self.clamp {
-            None => None,
-            Some(ClampSource::Mtu(m)) => Some(Clamp::from_mtu(*m)?),
-            Some(ClampSource::Underlay(m, e)) => Some(Clamp::from_underlay(*m, *e)?),
-            Some(ClampSource::TunnelDev(d)) => {
-                crate::sys::ifindex(d).with_context(|| format!("tunnel_dev {d}"))?;
-                Some(Clamp::from_mtu(crate::sys::mtu(d)?).with_context(|| format!("MTU of {d}"))?)
-            }
-        };
-        Ok(Features {
-            clamp,
-            repair: self.repair.clone(),
-            gso: self.gso,
-        })
-    }
-
-    /// Whether `other` differs only in what lives in maps (clamp values,
-    /// repair ports, ranges and mode, GSO limits and action): then a reload
-    /// updates maps and reloads no program.
-    pub fn same_programs(&self, other: &IfaceConfig) -> bool {
-        self.attach == other.attach
-            && self.direction == other.direction
-            && self.clamp.is_some() == other.clamp.is_some()
-            && self.repair.is_some() == other.repair.is_some()
-            && self.gso.is_some() == other.gso.is_some()
-    }
-}
-
-/// The daemon's settings.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DaemonConfig {
-    pub metrics_addr: Option<std::net::SocketAddr>,
-    pub drop_monitor: bool,
-    pub persist: bool,
-    pub log_level: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Config {
-    pub daemon: DaemonConfig,
-    pub interfaces: Vec<IfaceConfig>,
-}
-
 /// Line number (1-based) of a byte offset.
 fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())].matches('\n').count() + 1
@@ -155,9 +91,15 @@ impl Errors<'_> {
     }
 }
 
-fn choice<T: ValueEnum>(e: &mut Errors, v: &Option<Spanned<String>>, field: &str) -> Option<T> {
+/// One of `T`'s names (`ignore_case` as the field always took it).
+fn choice<T: ValueEnum>(
+    e: &mut Errors,
+    v: &Option<Spanned<String>>,
+    field: &str,
+    ignore_case: bool,
+) -> Option<T> {
     let v = v.as_ref()?;
-    match T::from_str(v.get_ref(), true) {
+    match T::from_str(v.get_ref(), ignore_case) {
         Ok(x) => Some(x),
         Err(_) => {
             let names: Vec<String> = T::value_variants()
@@ -201,7 +143,7 @@ pub fn parse(text: &str, file: &str) -> std::result::Result<Config, Vec<String>>
         }
     }
     if let Some(l) = &raw.daemon.log_level {
-        if ["error", "warn", "info", "debug", "trace"].contains(&l.get_ref().as_str()) {
+        if validate::LOG_LEVELS.contains(&l.get_ref().as_str()) {
             cfg.daemon.log_level = Some(l.get_ref().clone());
         } else {
             e.at(
@@ -221,9 +163,9 @@ pub fn parse(text: &str, file: &str) -> std::result::Result<Config, Vec<String>>
                 .push(format!("{file}: interface.{name}: not an interface name"));
         }
         let attach =
-            choice::<AttachMode>(&mut e, &r.attach, &f("attach")).unwrap_or(AttachMode::Auto);
-        let direction =
-            choice::<Direction>(&mut e, &r.direction, &f("direction")).unwrap_or(Direction::Both);
+            choice::<AttachMode>(&mut e, &r.attach, &f("attach"), true).unwrap_or(AttachMode::Auto);
+        let direction = choice::<Direction>(&mut e, &r.direction, &f("direction"), true)
+            .unwrap_or(Direction::Both);
         let clamp = match (&r.mtu, &r.tunnel_dev, &r.underlay_mtu, &r.encap) {
             (Some(m), None, None, None) => match Clamp::from_mtu(*m.get_ref()) {
                 Ok(_) => Some(ClampSource::Mtu(*m.get_ref())),
@@ -234,7 +176,7 @@ pub fn parse(text: &str, file: &str) -> std::result::Result<Config, Vec<String>>
             },
             (None, Some(d), None, None) => Some(ClampSource::TunnelDev(d.get_ref().clone())),
             (None, None, Some(m), Some(_)) => {
-                let encap = choice::<Encap>(&mut e, &r.encap, &f("encap"));
+                let encap = choice::<Encap>(&mut e, &r.encap, &f("encap"), true);
                 match encap.map(|x| (Clamp::from_underlay(*m.get_ref(), x), x)) {
                     Some((Ok(_), x)) => Some(ClampSource::Underlay(*m.get_ref(), x)),
                     Some((Err(err), _)) => {
@@ -273,7 +215,7 @@ pub fn parse(text: &str, file: &str) -> std::result::Result<Config, Vec<String>>
                 Err(err) => e.at(c.span(), &f("peer_cidrs"), err),
             }
         }
-        let mode = choice::<RepairMode>(&mut e, &r.vxlan_csum, &f("vxlan_csum"))
+        let mode = choice::<RepairMode>(&mut e, &r.vxlan_csum, &f("vxlan_csum"), true)
             .unwrap_or(RepairMode::Recompute);
         let ports = r
             .vxlan_ports
@@ -316,31 +258,12 @@ pub fn parse(text: &str, file: &str) -> std::result::Result<Config, Vec<String>>
             }
             None
         };
-        let action = r
-            .gso_guard
-            .as_ref()
-            .and_then(|g| match g.get_ref().as_str() {
-                "drop" => Some(GsoAction::Drop),
-                "flag" => Some(GsoAction::Flag),
-                other => {
-                    e.at(
-                        g.span(),
-                        &f("gso_guard"),
-                        format!("{other:?} is not one of drop, flag"),
-                    );
-                    None
-                }
-            });
+        let action = choice::<GsoGuardAction>(&mut e, &r.gso_guard, &f("gso_guard"), false);
         let mut limit = |v: &Option<Spanned<u32>>, field: &str, default: u32| match v {
-            Some(x) if *x.get_ref() == 0 || *x.get_ref() > 65535 => {
-                e.at(
-                    x.span(),
-                    &f(field),
-                    format!("{} is out of range (1..65535)", x.get_ref()),
-                );
+            Some(x) => validate::gso_limit(*x.get_ref()).unwrap_or_else(|err| {
+                e.at(x.span(), &f(field), err);
                 default
-            }
-            Some(x) => *x.get_ref(),
+            }),
             None => default,
         };
         let min_size = limit(&r.gso_min_size, "gso_min_size", GSO_MIN_SIZE_DEFAULT);
@@ -356,17 +279,16 @@ pub fn parse(text: &str, file: &str) -> std::result::Result<Config, Vec<String>>
                     e.at(
                         x.span(),
                         &f(field),
-                        "needs gso_guard = \"drop\" or \"flag\"",
+                        format!(
+                            "needs gso_guard = {:?} or {:?}",
+                            GsoGuardAction::Drop.name(),
+                            GsoGuardAction::Flag.name()
+                        ),
                     );
                 }
             }
         }
-        let gso = action.map(|a| GsoConfig {
-            min_size,
-            max_segs,
-            action: a as u8,
-            _pad: [0; 7],
-        });
+        let gso: Option<GsoConfig> = action.map(|a| a.config(min_size, max_segs));
         if clamp.is_none()
             && repair.is_none()
             && gso.is_none()
@@ -377,7 +299,8 @@ pub fn parse(text: &str, file: &str) -> std::result::Result<Config, Vec<String>>
             && r.underlay_mtu.is_none()
         {
             e.list.push(format!(
-                "{file}: interface.{name}: nothing to do (give mtu, tunnel_dev or underlay_mtu, csum_repair and/or gso_guard)"
+                "{file}: interface.{name}: {}",
+                validate::nothing_to_do(Door::File)
             ));
         }
         cfg.interfaces.push(IfaceConfig {
@@ -394,13 +317,6 @@ pub fn parse(text: &str, file: &str) -> std::result::Result<Config, Vec<String>>
     } else {
         Err(e.list)
     }
-}
-
-/// Reads and checks the file at `path`.
-pub fn load(path: &Path) -> std::result::Result<Config, Vec<String>> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|err| vec![format!("{file}: {err}")])?;
-    parse(&text, &file)
 }
 
 #[cfg(test)]

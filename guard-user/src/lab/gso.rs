@@ -11,14 +11,17 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 
 use guard_common::{GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoAction, GsoConfig, GsoOutcome};
 use guard_ebpf::csum::{fold, sum_words};
 
 use crate::{
-    loader::{AttachMode, Direction, Features, Guard},
-    netns::{self, Netns, VethEnd},
+    guard::{AttachMode, Direction, Features, Guard},
+    lab::{
+        netns::{self, Netns, VethEnd},
+        verdict,
+    },
 };
 
 /// The tap on the node: where the aggregates arrive, where the guard runs.
@@ -314,18 +317,15 @@ pub fn report() -> Result<()> {
     println!("  guard counters: {}", counts.join(", "));
     drop(guard);
     let typed = g[GsoOutcome::TypeVsIp as usize] == 1 && g[GsoOutcome::TypeVsL4 as usize] == 1;
-    if with[0] == without[0]
+    let ok = with[0] == without[0]
         && without[0] > 0
         && without[1] >= 900
         && with[1..] == [0, 0, 0]
         && g[GsoOutcome::SizeTooSmall as usize] == 1
-        && typed
-    {
-        println!(
-            "verdict: OK: valid aggregates pass untouched; each malformed one is dropped and counted under its reason"
-        );
-        Ok(())
-    } else {
-        bail!("verdict: UNEXPECTED: see above")
-    }
+        && typed;
+    verdict(
+        ok,
+        "valid aggregates pass untouched; each malformed one is dropped and counted under its reason",
+        "above",
+    )
 }

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::sys;
+use crate::host::sys;
 
 /// Runs a command; its stderr becomes the error.
 pub fn cmd(args: &[&str]) -> Result<String> {

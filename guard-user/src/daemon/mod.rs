@@ -11,14 +11,17 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use guard_common::{CsumOutcome, GsoAction, GsoOutcome, MssCounter};
-use log::{error, info, warn};
+use guard_common::{CsumOutcome, GsoOutcome, MssCounter};
+use log::warn;
+
+mod metrics;
+mod reload;
 
 use crate::{
     config::{self, Config, DaemonConfig, IfaceConfig},
     drops,
-    loader::{Attachment, Direction, Guard},
-    metrics, sys,
+    guard::{Attachment, Features, Guard},
+    host::{Iface, sys},
 };
 
 /// Where `pktguard reload` finds the daemon that runs from a config file.
@@ -66,26 +69,7 @@ fn set_log_level(level: Option<&str>) {
     log::set_max_level(filter);
 }
 
-fn check(i: &IfaceConfig) -> Result<()> {
-    use crate::loader::AttachMode;
-    if i.repair.is_some() && i.direction == Direction::Egress {
-        bail!("--csum-repair works on received frames: use --direction ingress or both");
-    }
-    if i.direction == Direction::Egress
-        && matches!(i.attach, AttachMode::Xdp | AttachMode::XdpGeneric)
-    {
-        bail!("XDP sees ingress only: use --attach tc (or auto) for --direction egress");
-    }
-    if i.clamp.is_none() && i.repair.is_none() && i.gso.is_none() {
-        bail!(
-            "{} needs something to do there: a clamp, --csum-repair or --gso-guard",
-            i.iface
-        );
-    }
-    Ok(())
-}
-
-fn describe(i: &IfaceConfig, f: &crate::loader::Features) {
+fn describe(i: &IfaceConfig, f: &Features) {
     if let Some(clamp) = &f.clamp {
         println!("pktguard: {}: {clamp}", i.iface);
     }
@@ -96,11 +80,7 @@ fn describe(i: &IfaceConfig, f: &crate::loader::Features) {
         println!(
             "pktguard: {}: GSO guard: {} malformed GSO packets (gso_size >= {}, <= {} segments)",
             i.iface,
-            if g.action == GsoAction::Drop as u8 {
-                "drop"
-            } else {
-                "flag"
-            },
+            config::GsoGuardAction::of(g).name(),
             g.min_size,
             g.max_segs
         );
@@ -110,7 +90,8 @@ fn describe(i: &IfaceConfig, f: &crate::loader::Features) {
 fn start_guard(i: &IfaceConfig, persist: bool) -> Result<Guard> {
     let features = i.features()?;
     describe(i, &features);
-    let guard = Guard::start_with(&i.iface, i.attach, i.direction, &features, persist)
+    let guard = Iface::resolve(&i.iface)
+        .and_then(|iface| Guard::start_with(iface, i.attach, i.direction, &features, persist))
         .with_context(|| format!("guarding {}", i.iface))?;
     let hooks: Vec<_> = guard.attached.iter().map(|a| a.name()).collect();
     println!("pktguard: {}: attached {}", i.iface, hooks.join(" + "));
@@ -121,99 +102,13 @@ fn start_guard(i: &IfaceConfig, persist: bool) -> Result<Guard> {
 }
 
 /// The running daemon's state.
-struct Daemon {
+pub(crate) struct Daemon {
     cfg: Config,
     config_path: Option<PathBuf>,
     guards: BTreeMap<String, Guard>,
     /// Interfaces gone (their guard waits for them to come back).
     missing: BTreeMap<String, ()>,
     monitor: Option<drops::DropMonitor>,
-}
-
-impl Daemon {
-    /// SIGHUP: re-reads the file; an invalid one changes nothing.
-    fn reload(&mut self, opts: &Options) {
-        let Some(path) = &self.config_path else {
-            warn!("SIGHUP: no configuration file to re-read (started without --config)");
-            return;
-        };
-        let new = match read_config(path) {
-            Ok(file) => effective(file, opts),
-            Err(e) => {
-                error!("reload rejected, the running configuration stays: {e:#}");
-                return;
-            }
-        };
-        if let Some(bad) = new.interfaces.iter().find_map(|i| check(i).err()) {
-            error!("reload rejected, the running configuration stays: {bad:#}");
-            return;
-        }
-        let old: BTreeMap<_, _> = self
-            .cfg
-            .interfaces
-            .iter()
-            .map(|i| (i.iface.clone(), i.clone()))
-            .collect();
-        for i in &new.interfaces {
-            match (old.get(&i.iface), self.guards.get_mut(&i.iface)) {
-                (Some(o), Some(g)) if o == i => {
-                    let _ = g;
-                }
-                (Some(o), Some(g)) if o.same_programs(i) => {
-                    match i.features().and_then(|f| g.update(&f)) {
-                        Ok(()) => info!("{}: configuration updated in place (maps only)", i.iface),
-                        Err(e) => error!("{}: update failed, old values stay: {e:#}", i.iface),
-                    }
-                }
-                _ => {
-                    // New interface, or other programs needed: (re)start it.
-                    self.guards.remove(&i.iface);
-                    match start_guard(i, new.daemon.persist) {
-                        Ok(g) => {
-                            info!("{}: guard (re)started for its new features", i.iface);
-                            self.guards.insert(i.iface.clone(), g);
-                        }
-                        Err(e) => error!("{}: {e:#}", i.iface),
-                    }
-                }
-            }
-        }
-        let keep: Vec<String> = new.interfaces.iter().map(|i| i.iface.clone()).collect();
-        self.guards.retain(|name, _| {
-            let stay = keep.contains(name);
-            if !stay {
-                info!("{name}: no longer configured: detached");
-            }
-            stay
-        });
-        set_log_level(new.daemon.log_level.as_deref());
-        self.cfg = new;
-        info!("configuration reloaded from {}", path.display());
-    }
-
-    /// Re-attaches guards whose interface was re-created.
-    fn watch(&mut self) {
-        for (name, guard) in &mut self.guards {
-            match sys::ifindex(name) {
-                Err(_) => {
-                    if self.missing.insert(name.clone(), ()).is_none() {
-                        warn!("{name} disappeared: its guard waits for it to come back");
-                    }
-                }
-                Ok(idx) if idx != guard.ifindex => match guard.reattach() {
-                    Ok(()) => {
-                        self.missing.remove(name);
-                        info!("{name} came back (ifindex {idx}): attached again");
-                        println!("pktguard: {name}: re-attached (ifindex {idx})");
-                    }
-                    Err(e) => warn!("{name}: re-attach failed, will retry: {e:#}"),
-                },
-                Ok(_) => {
-                    self.missing.remove(name);
-                }
-            }
-        }
-    }
 }
 
 /// `pktguard run`.
@@ -241,7 +136,7 @@ pub fn run(opts: Options) -> Result<()> {
         bail!("nothing to guard: the configuration has no [interface.NAME] section");
     }
     for (n, i) in cfg.interfaces.iter().enumerate() {
-        check(i)?;
+        config::validate::iface(i)?;
         sys::ifindex(&i.iface)?;
         if cfg.interfaces[..n].iter().any(|o| o.iface == i.iface) {
             bail!("an interface is named twice in --iface");
@@ -273,7 +168,7 @@ pub fn run(opts: Options) -> Result<()> {
     };
     if !cfg.interfaces.is_empty() {
         // Once, here: the guards take the fallbacks without a note each.
-        for line in crate::kernel::missing() {
+        for line in crate::host::kernel::missing() {
             println!("pktguard: {line}");
         }
     }
@@ -457,90 +352,4 @@ fn summary(daemon: &Daemon) {
             );
         }
     }
-}
-
-/// `pktguard reload`: SIGHUP to the daemon of the pid file (or `pid`).
-pub fn reload(pid: Option<i32>) -> Result<()> {
-    let pid = match pid {
-        Some(p) => p,
-        None => std::fs::read_to_string(PID_FILE)
-            .with_context(|| {
-                format!("reading {PID_FILE}: is `pktguard run --config ...` running?")
-            })?
-            .trim()
-            .parse()
-            .with_context(|| format!("{PID_FILE} holds no pid"))?,
-    };
-    // SAFETY: kill(2) with a pid and a signal.
-    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("signalling pid {pid}"));
-    }
-    println!("pktguard: asked pid {pid} to reload its configuration (its log says how it went)");
-    Ok(())
-}
-
-/// `pktguard detach`: removes what guards of this network namespace left
-/// pinned (their links detach with their pins), refusing interfaces a
-/// running pktguard holds.
-pub fn detach(iface: Option<&str>) -> Result<()> {
-    sys::check_privileges()?;
-    let suffix = sys::iface_key("")?;
-    let dir = Path::new(guard_common::PIN_DIR);
-    let mut done = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e.flatten().collect::<Vec<_>>(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    for entry in entries {
-        let key = entry.file_name().to_string_lossy().into_owned();
-        let Some(name) = sys::iface_of_key(&key, &suffix) else {
-            continue;
-        };
-        if iface.is_some_and(|i| i != name) {
-            continue;
-        }
-        let lock = Path::new(guard_common::RUN_DIR).join(format!("{key}.lock"));
-        if let Ok(f) = std::fs::File::open(&lock) {
-            use std::os::fd::AsRawFd as _;
-            // SAFETY: flock on a valid fd.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                bail!("{name} is guarded by a running pktguard: stop it first (SIGTERM)");
-            }
-        }
-        let mut links: Vec<String> = std::fs::read_dir(entry.path())?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("link_"))
-            .collect();
-        // Before TCX (6.6) a --persist guard leaves netlink filters instead.
-        let filters = crate::loader::detach_netlink_filters(&name);
-        if filters > 0 {
-            links.push(format!("{filters} tc filter(s)"));
-        }
-        // Removing the last reference to a pinned link detaches it.
-        std::fs::remove_dir_all(entry.path())
-            .with_context(|| format!("removing {}", entry.path().display()))?;
-        let _ = std::fs::remove_file(&lock);
-        let _ = std::fs::remove_file(lock.with_extension("abi"));
-        done.push(format!(
-            "{name} ({})",
-            if links.is_empty() {
-                "maps only".to_string()
-            } else {
-                links.join(", ")
-            }
-        ));
-    }
-    match (done.is_empty(), iface) {
-        (true, Some(i)) => bail!("nothing of pktguard is pinned for {i} in this network namespace"),
-        (true, None) => println!("pktguard: nothing to detach"),
-        _ => {
-            for d in done {
-                println!("pktguard: detached {d}");
-            }
-        }
-    }
-    Ok(())
 }

@@ -19,7 +19,21 @@ use guard_common::{
     CsumOutcome, Event, EventKind, GsoOutcome, Hook, MssOutcome, PIN_DIR, PIN_EVENTS,
 };
 
-use crate::{stats::json_str, sys};
+use super::json_str;
+use crate::{host::sys, state};
+
+#[derive(clap::Args)]
+pub struct EventsArgs {
+    /// One JSON document per event, one per line.
+    #[arg(long)]
+    json: bool,
+    /// Only this interface.
+    #[arg(long, value_name = "IFACE")]
+    iface: Option<String>,
+    /// Stop after N events.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+}
 
 /// Wall-clock time of a CLOCK_MONOTONIC timestamp, in ns since the epoch.
 fn wall_ns(mono_ns: u64) -> u64 {
@@ -149,21 +163,19 @@ pub fn render(iface: &str, ev: &Event, json: bool) -> String {
 }
 
 /// `pktguard events [--json] [--iface IFACE] [--count N]`.
-pub fn run(json: bool, only: Option<&str>, count: Option<u64>) -> Result<()> {
+pub fn run(args: EventsArgs) -> Result<()> {
+    let EventsArgs { json, iface, count } = args;
+    let only = iface.as_deref();
     sys::check_privileges()?;
-    let suffix = sys::iface_key("")?;
     let mut sources = Vec::new();
-    let entries = std::fs::read_dir(PIN_DIR)
+    std::fs::read_dir(PIN_DIR)
         .with_context(|| format!("reading {PIN_DIR}: no pktguard runs here"))?;
-    for entry in entries.flatten() {
-        let key = entry.file_name().to_string_lossy().into_owned();
-        let Some(iface) = sys::iface_of_key(&key, &suffix) else {
-            continue;
-        };
+    for p in state::pinned()? {
+        let iface = p.iface;
         if only.is_some_and(|o| o != iface) {
             continue;
         }
-        let pin = entry.path().join(PIN_EVENTS);
+        let pin = p.dir.join(PIN_EVENTS);
         if Path::new(&pin).exists() {
             let map =
                 MapData::from_pin(&pin).with_context(|| format!("opening {}", pin.display()))?;
