@@ -18,13 +18,11 @@ pub fn host() -> (Netns, Netns) {
     let tag = netns::unique_tag();
     let ns = Netns::new(&format!("pg-{tag}-host")).unwrap();
     let peer = Netns::new(&format!("pg-{tag}-peer")).unwrap();
-    let end = |ns, name| VethEnd {
-        ns,
-        name,
-        addrs: &[],
-        mtu: 1500,
-    };
-    netns::veth(&end(&ns, IFACE), &end(&peer, "g1")).unwrap();
+    netns::veth(
+        &VethEnd::new(&ns, IFACE, &[], 1500),
+        &VethEnd::new(&peer, "g1", &[], 1500),
+    )
+    .unwrap();
     (ns, peer)
 }
 

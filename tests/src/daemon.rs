@@ -126,6 +126,14 @@ impl Running {
         self.output.extend(self.lines.try_iter());
         Ok((status, std::mem::take(&mut self.output)))
     }
+
+    /// Stops it with SIGTERM as an operator would, asserts that it exited
+    /// cleanly, and returns what it printed.
+    pub fn stop_ok(self) -> Vec<String> {
+        let (status, output) = self.stop(libc::SIGTERM).expect("stopping pktguard run");
+        assert!(status.success(), "pktguard run exited {status}: {output:?}");
+        output
+    }
 }
 
 impl Drop for Running {

@@ -64,18 +64,8 @@ pub fn ns(name: &str) -> Netns {
 pub fn node() -> (Netns, Netns) {
     let (n, peer) = (ns("doc"), ns("docpeer"));
     netns::veth(
-        &VethEnd {
-            ns: &n,
-            name: "u0",
-            addrs: &["10.88.0.1/24"],
-            mtu: 1500,
-        },
-        &VethEnd {
-            ns: &peer,
-            name: "u1",
-            addrs: &["10.88.0.2/24"],
-            mtu: 1500,
-        },
+        &VethEnd::new(&n, "u0", &["10.88.0.1/24"], 1500),
+        &VethEnd::new(&peer, "u1", &["10.88.0.2/24"], 1500),
     )
     .unwrap();
     (n, peer)

@@ -17,4 +17,4 @@ pub use daemon::{Running, START_LIMIT, pktguard_bin, pktguard_in};
 pub use kernel::{has_tcx, kernel_at_least, tc_programs};
 pub use output::{DropsWatch, stats_counter, stats_json};
 pub use prog::{Loaded, Ran, Table};
-pub use traffic::{RawTcp, trafgen_packet};
+pub use traffic::{RawTcp, setsockopt, trafgen_packet, trafgen_send};

@@ -4,11 +4,57 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use guard_user::lab::netns::Netns;
 
 /// A frame as trafgen's packet syntax: `{ 0x.., 0x.., ... }`.
 pub fn trafgen_packet(frame: &[u8]) -> String {
     let bytes: Vec<String> = frame.iter().map(|b| format!("{b:#04x}")).collect();
     format!("{{ {} }}", bytes.join(", "))
+}
+
+/// Sends `frame` `count` times out of `dev` in `ns` with trafgen, from one
+/// CPU (the events test counts per CPU), without touching IRQ affinities.
+pub fn trafgen_send(ns: &Netns, dev: &str, frame: &[u8], count: u32) -> Result<()> {
+    let packet = trafgen_packet(frame);
+    let count = count.to_string();
+    ns.exec(&[
+        "trafgen",
+        "-o",
+        dev,
+        "-n",
+        &count,
+        "-P",
+        "1",
+        "--notouch-irq",
+        "--no-cpu-stats",
+        "-q",
+        &packet,
+    ])
+    .map(drop)
+}
+
+/// setsockopt(2) with a value of type `T` (an int, a timeval).
+pub fn setsockopt<T>(
+    fd: &impl std::os::fd::AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> std::io::Result<()> {
+    // SAFETY: a valid fd, and a pointer and length of one live `T`.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// A raw TCP socket in the calling thread's namespace: sends hand-built
@@ -39,56 +85,42 @@ impl RawTcp {
             tv_sec: 0,
             tv_usec: 200_000,
         };
-        // SAFETY: valid fd and option value.
-        unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
+        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv).context("SO_RCVTIMEO")?;
         Ok(RawTcp { fd, v6 })
     }
 
     /// Sends a TCP segment (header, options, payload; checksum included).
     pub fn send(&self, dst: std::net::IpAddr, segment: &[u8]) -> Result<()> {
-        use std::os::fd::AsRawFd as _;
+        /// sendto(2) of `segment` to the socket address `sa`.
+        fn sendto<A>(fd: &std::os::fd::OwnedFd, segment: &[u8], sa: &A) -> isize {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: valid fd and buffer, and a pointer and length of one
+            // live socket address.
+            unsafe {
+                libc::sendto(
+                    fd.as_raw_fd(),
+                    segment.as_ptr().cast(),
+                    segment.len(),
+                    0,
+                    (sa as *const A).cast(),
+                    std::mem::size_of::<A>() as libc::socklen_t,
+                )
+            }
+        }
         let rc = match dst {
             std::net::IpAddr::V4(a) => {
                 // SAFETY: zeroed sockaddr_in is valid; fields set below.
                 let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
                 sa.sin_family = libc::AF_INET as libc::sa_family_t;
                 sa.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
-                // SAFETY: valid fd, buffer and address.
-                unsafe {
-                    libc::sendto(
-                        self.fd.as_raw_fd(),
-                        segment.as_ptr().cast(),
-                        segment.len(),
-                        0,
-                        (&sa as *const libc::sockaddr_in).cast(),
-                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    )
-                }
+                sendto(&self.fd, segment, &sa)
             }
             std::net::IpAddr::V6(a) => {
                 // SAFETY: zeroed sockaddr_in6 is valid; fields set below.
                 let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
                 sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
                 sa.sin6_addr.s6_addr = a.octets();
-                // SAFETY: valid fd, buffer and address.
-                unsafe {
-                    libc::sendto(
-                        self.fd.as_raw_fd(),
-                        segment.as_ptr().cast(),
-                        segment.len(),
-                        0,
-                        (&sa as *const libc::sockaddr_in6).cast(),
-                        std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                    )
-                }
+                sendto(&self.fd, segment, &sa)
             }
         };
         if rc < 0 {

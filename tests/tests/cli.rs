@@ -95,8 +95,7 @@ fn a_second_run_on_a_guarded_interface_is_refused() {
     let json = String::from_utf8_lossy(&out.stdout);
     assert!(json.contains("\"mss_v4\":1400"), "{json}");
     assert!(json.contains("\"tc-ingress\",\"tc-egress\""), "{json}");
-    let (status, _) = first.stop(libc::SIGTERM).unwrap();
-    assert!(status.success());
+    first.stop_ok();
     assert!(leftovers(&ns).is_empty());
 }
 
@@ -175,8 +174,7 @@ fn drops_reads_the_monitor_of_run_drop_monitor() {
             && r["total"].as_u64().unwrap() >= 20),
         "{doc}"
     );
-    let (status, output) = run.stop(libc::SIGTERM).unwrap();
-    assert!(status.success(), "{output:?}");
+    let output = run.stop_ok();
     assert!(
         output
             .iter()

@@ -220,18 +220,8 @@ fn bad_daemon_input_is_refused_and_nothing_is_attached() {
 fn missing_kernel_features_are_reported_once_in_words() {
     let (ns, peer) = host();
     netns::veth(
-        &VethEnd {
-            ns: &ns,
-            name: "g2",
-            addrs: &[],
-            mtu: 1500,
-        },
-        &VethEnd {
-            ns: &peer,
-            name: "g3",
-            addrs: &[],
-            mtu: 1500,
-        },
+        &VethEnd::new(&ns, "g2", &[], 1500),
+        &VethEnd::new(&peer, "g3", &[], 1500),
     )
     .unwrap();
     let run = Running::start(

@@ -101,8 +101,7 @@ fn kill_9_keeps_clamping_and_restart_adopts_the_pins() {
     }
     assert!(clamped(&lab) >= c1, "counters reset on adoption");
     // SIGTERM with --persist leaves it attached; detach removes everything.
-    let (status, out) = second.stop(libc::SIGTERM).unwrap();
-    assert!(status.success(), "{out:?}");
+    let out = second.stop_ok();
     assert!(out.iter().any(|l| l.contains("adopted")), "{out:?}");
     assert_eq!(tc_programs(&lab.node, NODE_CLIENT_IF).len(), 2);
     detach_all(&lab.node);
@@ -275,8 +274,7 @@ fn sighup_applies_a_new_mtu_through_the_maps_and_rejects_a_broken_file() {
         t.completed() && t.client_mss <= 1300,
         "after a broken file: {t}"
     );
-    let (status, _) = daemon.stop(libc::SIGTERM).unwrap();
-    assert!(status.success());
+    daemon.stop_ok();
     let _ = std::fs::remove_file(&path);
 }
 
@@ -326,8 +324,7 @@ fn metrics_match_stats() {
         )),
         "{text}"
     );
-    let (status, _) = daemon.stop(libc::SIGTERM).unwrap();
-    assert!(status.success());
+    daemon.stop_ok();
 }
 
 /// An interface that disappears and comes back (a re-created device) is
@@ -352,8 +349,7 @@ fn a_recreated_interface_is_attached_again() {
     wait_for_line(&mut daemon, "re-attached");
     let after = tc_programs(&ns, "r0");
     assert_eq!(after.len(), 2, "{after:?}");
-    let (status, out) = daemon.stop(libc::SIGTERM).unwrap();
-    assert!(status.success(), "{out:?}");
+    daemon.stop_ok();
     assert!(
         tc_programs(&ns, "r0").is_empty(),
         "left attached after SIGTERM"
@@ -435,22 +431,8 @@ fn events_are_rate_limited_in_the_kernel() {
     let mut frame = Segment::syn(&[2, 4, 0x05, 0xb4]).build();
     frame[0..6].copy_from_slice(&lab.node.mac(NODE_CLIENT_IF).unwrap());
     frame[6..12].copy_from_slice(&lab.client.mac(guard_user::lab::mss::CLIENT_IF).unwrap());
-    let packet = pktguard_tests::trafgen_packet(&frame);
-    let flood = |n: &str| {
-        lab.client
-            .exec(&[
-                "trafgen",
-                "-o",
-                guard_user::lab::mss::CLIENT_IF,
-                "-n",
-                n,
-                "-P",
-                "1",
-                "--notouch-irq",
-                "--no-cpu-stats",
-                "-q",
-                &packet,
-            ])
+    let flood = |n: u32| {
+        pktguard_tests::trafgen_send(&lab.client, guard_user::lab::mss::CLIENT_IF, &frame, n)
             .unwrap();
     };
     let mut events = pktguard_in(&lab.node, &["events", "--json", "--count", "101"])
@@ -461,10 +443,10 @@ fn events_are_rate_limited_in_the_kernel() {
     let mut err = std::io::BufReader::new(events.stderr.take().unwrap());
     let mut first = String::new();
     err.read_line(&mut first).unwrap();
-    flood("3000");
+    flood(3000);
     // The next window opens a second later, seen at a 64th suppressed event.
     std::thread::sleep(Duration::from_millis(1100));
-    flood("200");
+    flood(200);
     let out = events.wait_with_output().unwrap();
     let docs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -86,6 +86,5 @@ fn the_units_capabilities_are_enough() {
     let json = pktguard_in(&ns, &["stats", "--json"]).output().unwrap();
     assert!(json.status.success());
     assert!(String::from_utf8_lossy(&json.stdout).contains("\"mss_v4\":1400"));
-    let (status, out) = daemon.stop(libc::SIGTERM).unwrap();
-    assert!(status.success(), "{out:?}");
+    daemon.stop_ok();
 }

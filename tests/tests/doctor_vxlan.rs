@@ -60,18 +60,8 @@ fn vxlan_that_fits_is_ok_until_a_pod_is_larger() {
     // pktguard clamps the MSS.
     let pod = ns("docpod");
     netns::veth(
-        &VethEnd {
-            ns: &n,
-            name: "pod0",
-            addrs: &[],
-            mtu: 1500,
-        },
-        &VethEnd {
-            ns: &pod,
-            name: "eth0",
-            addrs: &[],
-            mtu: 1500,
-        },
+        &VethEnd::new(&n, "pod0", &[], 1500),
+        &VethEnd::new(&pod, "eth0", &[], 1500),
     )
     .unwrap();
     let checks = live_checks(&n);

@@ -86,42 +86,26 @@ fn incident4(v6: bool, mtu: u32, attach: &str, corrupt: bool) {
     assert!(status.success(), "{what}: {out:?}");
 }
 
-#[test]
-fn ipv4_underlay_tc() {
-    incident4(false, 1500, "tc", false);
+/// One test per case, named for it (the guest matrix picks cases by name):
+/// (IPv6 underlay, underlay MTU, attach point, real corruption).
+macro_rules! incident4_cases {
+    ($($name:ident: $v6:expr, $mtu:expr, $attach:expr, $corrupt:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                incident4($v6, $mtu, $attach, $corrupt);
+            }
+        )*
+    };
 }
 
-#[test]
-fn ipv4_underlay_xdp() {
-    incident4(false, 1500, "xdp", false);
-}
-
-#[test]
-fn ipv6_underlay_tc() {
-    incident4(true, 1500, "tc", false);
-}
-
-#[test]
-fn ipv6_underlay_xdp() {
-    incident4(true, 1500, "xdp", false);
-}
-
-#[test]
-fn jumbo_underlay_tc() {
-    incident4(false, 9000, "tc", false);
-}
-
-#[test]
-fn jumbo_underlay_xdp() {
-    incident4(false, 9000, "xdp", false);
-}
-
-#[test]
-fn real_corruption_is_left_alone_tc() {
-    incident4(false, 1500, "tc", true);
-}
-
-#[test]
-fn real_corruption_is_left_alone_xdp() {
-    incident4(false, 1500, "xdp", true);
+incident4_cases! {
+    ipv4_underlay_tc: false, 1500, "tc", false;
+    ipv4_underlay_xdp: false, 1500, "xdp", false;
+    ipv6_underlay_tc: true, 1500, "tc", false;
+    ipv6_underlay_xdp: true, 1500, "xdp", false;
+    jumbo_underlay_tc: false, 9000, "tc", false;
+    jumbo_underlay_xdp: false, 9000, "xdp", false;
+    real_corruption_is_left_alone_tc: false, 1500, "tc", true;
+    real_corruption_is_left_alone_xdp: false, 1500, "xdp", true;
 }

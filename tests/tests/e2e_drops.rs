@@ -7,6 +7,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context as _;
 use guard_ebpf::csum::{fold, sum_words};
 use guard_user::lab::netns::{self, Netns, VethEnd};
 use pktguard_tests::{DropsWatch, RawTcp};
@@ -21,18 +22,8 @@ fn pair(mtu_b: u32) -> (Netns, Netns) {
     let a = Netns::new(&format!("pg-{tag}-da")).unwrap();
     let b = Netns::new(&format!("pg-{tag}-db")).unwrap();
     netns::veth(
-        &VethEnd {
-            ns: &a,
-            name: "a0",
-            addrs: &["10.77.0.1/24", "fd77::1/64"],
-            mtu: 1500,
-        },
-        &VethEnd {
-            ns: &b,
-            name: "b0",
-            addrs: &["10.77.0.2/24", "fd77::2/64"],
-            mtu: mtu_b,
-        },
+        &VethEnd::new(&a, "a0", &["10.77.0.1/24", "fd77::1/64"], 1500),
+        &VethEnd::new(&b, "b0", &["10.77.0.2/24", "fd77::2/64"], mtu_b),
     )
     .unwrap();
     // No neighbour discovery: under load a lost solicitation would lose the
@@ -71,17 +62,8 @@ fn udp_flood(ns: &Netns, to: SocketAddr, len: usize, df_probe: bool) {
         if df_probe {
             // Set DF, ignore the path MTU: every datagram leaves whole.
             let probe: libc::c_int = libc::IP_PMTUDISC_PROBE;
-            // SAFETY: a valid socket and option value.
-            let rc = unsafe {
-                libc::setsockopt(
-                    std::os::fd::AsRawFd::as_raw_fd(&s),
-                    libc::IPPROTO_IP,
-                    libc::IP_MTU_DISCOVER,
-                    (&probe as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            anyhow::ensure!(rc == 0, "IP_MTU_DISCOVER");
+            pktguard_tests::setsockopt(&s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &probe)
+                .context("IP_MTU_DISCOVER")?;
         }
         for _ in 0..SENT {
             // Refusals (ICMP errors coming back) are expected here.
@@ -199,18 +181,8 @@ fn forwarded_df_packet_over_the_mtu_is_pkt_too_big() {
     let tag = netns::unique_tag();
     let c = Netns::new(&format!("pg-{tag}-dc")).unwrap();
     netns::veth(
-        &VethEnd {
-            ns: &r,
-            name: "r1",
-            addrs: &["10.78.0.1/24"],
-            mtu: 1280,
-        },
-        &VethEnd {
-            ns: &c,
-            name: "c0",
-            addrs: &["10.78.0.2/24"],
-            mtu: 1280,
-        },
+        &VethEnd::new(&r, "r1", &["10.78.0.1/24"], 1280),
+        &VethEnd::new(&c, "c0", &["10.78.0.2/24"], 1280),
     )
     .unwrap();
     r.sysctl("net.ipv4.ip_forward", "1").unwrap();

@@ -61,8 +61,7 @@ fn valid_aggregates_pass_and_gso_size_1_is_dropped() {
     let json = stats_json(&lab.node);
     assert_eq!(gso_counter(&json, "gso_ok"), 1, "{json}");
     assert_eq!(gso_counter(&json, "gso_size_too_small"), 1, "{json}");
-    let (status, _) = guard.stop(libc::SIGTERM).unwrap();
-    assert!(status.success());
+    guard.stop_ok();
 }
 
 /// GRO super-packets of about 64 KB at MSS 536 and 1448, IPv4 and IPv6, are
@@ -94,8 +93,7 @@ fn legitimate_64k_aggregates_are_never_dropped() {
     assert_eq!(with, without);
     let json = stats_json(&lab.node);
     assert_eq!(gso_counter(&json, "gso_ok"), cases.len() as u64, "{json}");
-    let (status, _) = guard.stop(libc::SIGTERM).unwrap();
-    assert!(status.success());
+    guard.stop_ok();
 }
 
 /// The tap takes a gso_type that does not match the packet: TCPv4 GSO on an
@@ -127,8 +125,7 @@ fn mismatched_gso_types_are_dropped_under_their_own_reason() {
     assert_eq!(gso_counter(&json, "gso_type_vs_ip"), 1, "{json}");
     assert_eq!(gso_counter(&json, "gso_type_vs_l4"), 1, "{json}");
     assert_eq!(gso_counter(&json, "gso_ok"), 1, "{json}");
-    let (status, _) = guard.stop(libc::SIGTERM).unwrap();
-    assert!(status.success());
+    guard.stop_ok();
 }
 
 /// flag counts a malformed packet and lets it go on; the tap itself refuses
@@ -147,6 +144,5 @@ fn flag_counts_and_passes_and_the_tap_refuses_gso_size_0() {
     let json = stats_json(&lab.node);
     assert_eq!(gso_counter(&json, "gso_size_too_small"), 1, "{json}");
     assert_eq!(gso_counter(&json, "gso_seen"), 1, "{json}");
-    let (status, _) = guard.stop(libc::SIGTERM).unwrap();
-    assert!(status.success());
+    guard.stop_ok();
 }

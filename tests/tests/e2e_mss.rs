@@ -68,8 +68,7 @@ fn incident3(run_args: &[&str], clamp_hooks: &[(&str, &str)]) {
             "{iface}/{hook} clamped nothing: {json}"
         );
     }
-    let (status, output) = guard.stop(libc::SIGTERM).unwrap();
-    assert!(status.success(), "{status}: {output:?}");
+    guard.stop_ok();
 }
 
 /// TC on the node's client-facing interface: SYNs at ingress, SYN-ACKs at egress.
@@ -159,8 +158,7 @@ fn odd_offset_syn_answered(run_args: &[&str]) {
     }
     let json = stats_json(&lab);
     assert!(json.contains("\"clamped\":"), "{json}");
-    let (status, _) = guard.stop(libc::SIGTERM).unwrap();
-    assert!(status.success());
+    guard.stop_ok();
 }
 
 #[test]
@@ -193,26 +191,13 @@ fn trafgen_frames_are_pulled_and_clamped_at_tc() {
     let mut frame = Segment::syn(&[1, 2, 4, 0x05, 0xb4, 1, 1, 1]).build();
     frame[0..6].copy_from_slice(&lab.node.mac(NODE_CLIENT_IF).unwrap());
     frame[6..12].copy_from_slice(&lab.client.mac(guard_user::lab::mss::CLIENT_IF).unwrap());
-    let packet = pktguard_tests::trafgen_packet(&frame);
     let raw = lab
         .client
         .run(|| pktguard_tests::RawTcp::new(false))
         .unwrap();
     let mut answer = None;
     for _ in 0..3 {
-        lab.client
-            .exec(&[
-                "trafgen",
-                "-o",
-                guard_user::lab::mss::CLIENT_IF,
-                "-n",
-                "1",
-                "-P",
-                "1",
-                "--notouch-irq",
-                "--no-cpu-stats",
-                &packet,
-            ])
+        pktguard_tests::trafgen_send(&lab.client, guard_user::lab::mss::CLIENT_IF, &frame, 1)
             .unwrap();
         answer = raw.synack(8080, 40000, Duration::from_secs(1)).unwrap();
         if answer.is_some() {
@@ -231,6 +216,5 @@ fn trafgen_frames_are_pulled_and_clamped_at_tc() {
         0,
         "{json}"
     );
-    let (status, _) = guard.stop(libc::SIGTERM).unwrap();
-    assert!(status.success());
+    guard.stop_ok();
 }

@@ -86,18 +86,8 @@ impl GsoLab {
         node.ip(&["addr", "add", "10.66.1.1/24", "dev", TAP_IF])?;
         node.ip(&["-6", "addr", "add", "fd66:1::1/64", "dev", TAP_IF, "nodad"])?;
         netns::veth(
-            &VethEnd {
-                ns: &node,
-                name: NODE_OUT,
-                addrs: &["10.66.2.1/24", "fd66:2::1/64"],
-                mtu: SINK_MTU,
-            },
-            &VethEnd {
-                ns: &sink,
-                name: SINK_IF,
-                addrs: &["10.66.2.2/24", "fd66:2::2/64"],
-                mtu: SINK_MTU,
-            },
+            &VethEnd::new(&node, NODE_OUT, &["10.66.2.1/24", "fd66:2::1/64"], SINK_MTU),
+            &VethEnd::new(&sink, SINK_IF, &["10.66.2.2/24", "fd66:2::2/64"], SINK_MTU),
         )?;
         // Segment in software on the way out, so the sink counts segments.
         node.exec(&["ethtool", "-K", NODE_OUT, "tso", "off", "gso", "off"])?;

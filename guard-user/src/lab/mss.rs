@@ -49,34 +49,34 @@ impl TunnelLab {
             pod: Netns::new(&format!("pg-{tag}-pod"))?,
         };
         netns::veth(
-            &VethEnd {
-                ns: &lab.client,
-                name: CLIENT_IF,
-                addrs: &["10.77.1.2/24", "fd77:1::2/64"],
-                mtu: 1500,
-            },
-            &VethEnd {
-                ns: &lab.node,
-                name: NODE_CLIENT_IF,
-                addrs: &["10.77.1.1/24", "fd77:1::1/64"],
-                mtu: 1500,
-            },
+            &VethEnd::new(
+                &lab.client,
+                CLIENT_IF,
+                &["10.77.1.2/24", "fd77:1::2/64"],
+                1500,
+            ),
+            &VethEnd::new(
+                &lab.node,
+                NODE_CLIENT_IF,
+                &["10.77.1.1/24", "fd77:1::1/64"],
+                1500,
+            ),
         )?;
         // The pod's side keeps MTU 1500, so the pod advertises MSS 1460 as a
         // pod behind a tunnel does; only the node's side is narrow.
         netns::veth(
-            &VethEnd {
-                ns: &lab.node,
-                name: NODE_TUNNEL_IF,
-                addrs: &["10.77.2.1/24", "fd77:2::1/64"],
-                mtu: TUNNEL_MTU,
-            },
-            &VethEnd {
-                ns: &lab.pod,
-                name: POD_IF,
-                addrs: &[&format!("{POD_V4}/24"), &format!("{POD_V6}/64")],
-                mtu: 1500,
-            },
+            &VethEnd::new(
+                &lab.node,
+                NODE_TUNNEL_IF,
+                &["10.77.2.1/24", "fd77:2::1/64"],
+                TUNNEL_MTU,
+            ),
+            &VethEnd::new(
+                &lab.pod,
+                POD_IF,
+                &[&format!("{POD_V4}/24"), &format!("{POD_V6}/64")],
+                1500,
+            ),
         )?;
         lab.client
             .ip(&["route", "add", "default", "via", "10.77.1.1"])?;

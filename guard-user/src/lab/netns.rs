@@ -130,6 +130,17 @@ pub struct VethEnd<'a> {
     pub mtu: u32,
 }
 
+impl<'a> VethEnd<'a> {
+    pub fn new(ns: &'a Netns, name: &'a str, addrs: &'a [&'a str], mtu: u32) -> VethEnd<'a> {
+        VethEnd {
+            ns,
+            name,
+            addrs,
+            mtu,
+        }
+    }
+}
+
 pub fn veth(a: &VethEnd<'_>, b: &VethEnd<'_>) -> Result<()> {
     cmd(&[
         "ip", "link", "add", a.name, "netns", &a.ns.name, "type", "veth", "peer", "name", b.name,

@@ -59,19 +59,10 @@ impl VxlanLab {
             ("192.168.77.1", "192.168.77.2")
         };
         let plen = if v6_underlay { "64" } else { "24" };
+        let (a_addr, b_addr) = (format!("{ua}/{plen}"), format!("{ub}/{plen}"));
         netns::veth(
-            &VethEnd {
-                ns: &a,
-                name: SENDER_IF,
-                addrs: &[&format!("{ua}/{plen}")],
-                mtu,
-            },
-            &VethEnd {
-                ns: &b,
-                name: RECEIVER_IF,
-                addrs: &[&format!("{ub}/{plen}")],
-                mtu,
-            },
+            &VethEnd::new(&a, SENDER_IF, &[&a_addr], mtu),
+            &VethEnd::new(&b, RECEIVER_IF, &[&b_addr], mtu),
         )?;
         // veth would otherwise hide the problem: checksums are not computed
         // on A's way out, and B would trust them on the way in.

@@ -322,18 +322,8 @@ fn drops() -> Result<()> {
     let a = Netns::new(&format!("pg-{tag}-ba"))?;
     let b = Netns::new(&format!("pg-{tag}-bb"))?;
     netns::veth(
-        &VethEnd {
-            ns: &a,
-            name: "a0",
-            addrs: &["10.79.0.1/24"],
-            mtu: 1500,
-        },
-        &VethEnd {
-            ns: &b,
-            name: "b0",
-            addrs: &["10.79.0.2/24"],
-            mtu: 1500,
-        },
+        &VethEnd::new(&a, "a0", &["10.79.0.1/24"], 1500),
+        &VethEnd::new(&b, "b0", &["10.79.0.2/24"], 1500),
     )?;
     let mac = b.mac_text("b0")?;
     a.ip(&[

@@ -30,32 +30,12 @@ impl Lab {
         let router = Netns::new(&format!("pg-{tag}-rrt"))?;
         let sink = Netns::new(&format!("pg-{tag}-rsink"))?;
         netns::veth(
-            &VethEnd {
-                ns: &generator,
-                name: "g0",
-                addrs: &["10.77.1.2/24"],
-                mtu: 1500,
-            },
-            &VethEnd {
-                ns: &router,
-                name: "r0",
-                addrs: &["10.77.1.1/24"],
-                mtu: 1500,
-            },
+            &VethEnd::new(&generator, "g0", &["10.77.1.2/24"], 1500),
+            &VethEnd::new(&router, "r0", &["10.77.1.1/24"], 1500),
         )?;
         netns::veth(
-            &VethEnd {
-                ns: &router,
-                name: "r1",
-                addrs: &["10.77.2.1/24"],
-                mtu: 1500,
-            },
-            &VethEnd {
-                ns: &sink,
-                name: "s0",
-                addrs: &["10.77.2.2/24"],
-                mtu: 1500,
-            },
+            &VethEnd::new(&router, "r1", &["10.77.2.1/24"], 1500),
+            &VethEnd::new(&sink, "s0", &["10.77.2.2/24"], 1500),
         )?;
         router.sysctl("net.ipv4.ip_forward", "1")?;
         router.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
