@@ -40,6 +40,11 @@ pub fn check<'a>(checks: &'a [Check], id: &str) -> &'a Check {
     checks.iter().find(|c| c.id == id).expect(id)
 }
 
+/// The check `id` of `ns`, run from inside it.
+pub fn live_check(ns: &Netns, id: &str) -> Check {
+    check(&live_checks(ns), id).clone()
+}
+
 /// The checks of `ns`, run from inside it.
 pub fn live_checks(ns: &Netns) -> Vec<Check> {
     ns.run(|| Ok(doctor::run_checks(&Live))).unwrap()

@@ -18,3 +18,18 @@ pub use kernel::{has_tcx, kernel_at_least, tc_programs};
 pub use output::{DropsWatch, stats_counter, stats_json};
 pub use prog::{Loaded, Ran, Table};
 pub use traffic::{RawTcp, setsockopt, trafgen_packet, trafgen_send};
+
+/// One `#[test]` per case, each calling `run` with its arguments, named for
+/// the case (the guest matrix picks cases by name):
+/// `test_cases!(run { name: arg, arg; ... })`.
+#[macro_export]
+macro_rules! test_cases {
+    ($run:ident { $($name:ident: $($arg:expr),+;)* }) => {
+        $(
+            #[test]
+            fn $name() {
+                $run($($arg),+);
+            }
+        )*
+    };
+}

@@ -7,15 +7,14 @@
 use std::fs;
 
 use guard_user::doctor::{self, Status};
-use pktguard_tests::doctor::{Tree, check, live_checks, node};
+use pktguard_tests::doctor::{Tree, check, live_check, live_checks, node};
 use pktguard_tests::pktguard_in;
 
 #[test]
 fn lro_forwarding_namespace_without_lro_is_ok() {
     let (n, _p) = node();
     n.sysctl("net.ipv4.ip_forward", "1").unwrap();
-    let checks = live_checks(&n);
-    let c = check(&checks, "lro");
+    let c = live_check(&n, "lro");
     assert_eq!(c.status, Status::Ok, "{c:?}");
     assert!(c.summary.contains("forwarding"), "{c:?}");
     assert!(c.evidence[0].contains("ip_forward=1"), "{c:?}");
@@ -74,8 +73,7 @@ fn lro_on_a_host_that_does_not_forward_is_ok() {
 fn rt6_reads_the_namespace_and_is_ok_on_this_kernel() {
     let (n, _p) = node();
     n.sysctl("net.ipv6.route.max_size", "123456").unwrap();
-    let checks = live_checks(&n);
-    let c = check(&checks, "ipv6_route_cache");
+    let c = live_check(&n, "ipv6_route_cache");
     assert_eq!(c.status, Status::Ok, "{c:?}");
     assert!(c.evidence[0].contains("max_size 123456"), "{c:?}");
     assert!(c.evidence[1].starts_with("Ip6InNoRoutes"), "{c:?}");
@@ -140,8 +138,7 @@ fn rules_in_both_iptables_backends_fail_one_backend_is_ok() {
         "ACCEPT",
     ])
     .unwrap();
-    let checks = live_checks(&n);
-    let c = check(&checks, "iptables_backends");
+    let c = live_check(&n, "iptables_backends");
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(
         c.evidence[0].contains("legacy backend: 1 rules; nft backend: 1 rules"),

@@ -86,20 +86,8 @@ fn incident4(v6: bool, mtu: u32, attach: &str, corrupt: bool) {
     assert!(status.success(), "{what}: {out:?}");
 }
 
-/// One test per case, named for it (the guest matrix picks cases by name):
-/// (IPv6 underlay, underlay MTU, attach point, real corruption).
-macro_rules! incident4_cases {
-    ($($name:ident: $v6:expr, $mtu:expr, $attach:expr, $corrupt:expr;)*) => {
-        $(
-            #[test]
-            fn $name() {
-                incident4($v6, $mtu, $attach, $corrupt);
-            }
-        )*
-    };
-}
-
-incident4_cases! {
+// (IPv6 underlay, underlay MTU, attach point, real corruption).
+pktguard_tests::test_cases!(incident4 {
     ipv4_underlay_tc: false, 1500, "tc", false;
     ipv4_underlay_xdp: false, 1500, "xdp", false;
     ipv6_underlay_tc: true, 1500, "tc", false;
@@ -108,4 +96,4 @@ incident4_cases! {
     jumbo_underlay_xdp: false, 9000, "xdp", false;
     real_corruption_is_left_alone_tc: false, 1500, "tc", true;
     real_corruption_is_left_alone_xdp: false, 1500, "xdp", true;
-}
+});

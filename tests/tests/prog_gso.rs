@@ -56,22 +56,9 @@ fn table(prog: &str, action: GsoAction) {
     table.finish();
 }
 
-#[test]
-fn drop_table() {
-    table(PROG_TC_GSO, GsoAction::Drop);
-}
-
-#[test]
-fn flag_table() {
-    table(PROG_TC_GSO, GsoAction::Flag);
-}
-
-#[test]
-fn typed_drop_table() {
-    table(PROG_TC_GSO_TYPED, GsoAction::Drop);
-}
-
-#[test]
-fn typed_flag_table() {
-    table(PROG_TC_GSO_TYPED, GsoAction::Flag);
-}
+pktguard_tests::test_cases!(table {
+    drop_table: PROG_TC_GSO, GsoAction::Drop;
+    flag_table: PROG_TC_GSO, GsoAction::Flag;
+    typed_drop_table: PROG_TC_GSO_TYPED, GsoAction::Drop;
+    typed_flag_table: PROG_TC_GSO_TYPED, GsoAction::Flag;
+});

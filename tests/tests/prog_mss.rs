@@ -49,20 +49,11 @@ fn kernel_refuses_at_tc(frame: &[u8]) -> bool {
     frame.len() >= 14 && frame[12..14] == [0x08, 0x00] && frame.len() < 14 + 20
 }
 
-#[test]
-fn xdp_table() {
-    table(PROG_XDP, Hook::XdpIngress, XDP_PASS);
-}
-
-#[test]
-fn tc_ingress_table() {
-    table(PROG_TC_INGRESS, Hook::TcIngress, TC_ACT_UNSPEC);
-}
-
-#[test]
-fn tc_egress_table() {
-    table(PROG_TC_EGRESS, Hook::TcEgress, TC_ACT_UNSPEC);
-}
+pktguard_tests::test_cases!(table {
+    xdp_table: PROG_XDP, Hook::XdpIngress, XDP_PASS;
+    tc_ingress_table: PROG_TC_INGRESS, Hook::TcIngress, TC_ACT_UNSPEC;
+    tc_egress_table: PROG_TC_EGRESS, Hook::TcEgress, TC_ACT_UNSPEC;
+});
 
 /// The clamp lives in a map: changing it changes what a loaded program does.
 #[test]
