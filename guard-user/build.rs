@@ -26,11 +26,14 @@ fn main() -> anyhow::Result<()> {
         [Package {
             name: "guard-ebpf",
             root_dir: root.as_str(),
+            // Every bin is an object (guard, drops, lab, bench); without the
+            // feature a host build of guard-ebpf skips them.
+            features: &["objects"],
             ..Default::default()
         }],
         Toolchain::Custom(&toolchain),
     )
     .with_context(|| {
-        format!("building the eBPF object with {toolchain} (missing pieces: `cargo xtask setup`)")
+        format!("building the eBPF objects with {toolchain} (missing pieces: `cargo xtask setup`)")
     })
 }

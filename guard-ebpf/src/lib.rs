@@ -1,10 +1,12 @@
 //! pktguard's packet logic. It compiles for the bpf target (used by the
-//! entry points in `main.rs`) and for the host, where it is unit- and
+//! objects' entry points in `bin/`) and for the host, where it is unit- and
 //! property-tested over byte slices.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 pub mod csum;
+#[cfg(target_arch = "bpf")]
+pub mod ctx;
 pub mod event;
 pub mod gso;
 pub mod mss;

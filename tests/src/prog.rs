@@ -12,12 +12,16 @@ use aya::{
 use guard_common::{Hook, LinkKind, MSS_CONFIG_MAP, MSS_COUNTERS_MAP, MssConfig, MssCounter};
 use guard_user::guard::counters::HookStats;
 
-/// The guard's object loaded (not attached), for BPF_PROG_TEST_RUN. A
-/// program is loaded into the kernel (verified) when first run: under TCG
-/// in the kernel matrix, verifying programs a test does not run costs
-/// seconds each.
+/// The guard's object loaded (not attached), for BPF_PROG_TEST_RUN, with
+/// the other objects (drop monitor, lab, bench) whose programs tests run
+/// too. A program is loaded into the kernel (verified) when first run:
+/// under TCG in the kernel matrix, verifying programs a test does not run
+/// costs seconds each.
 pub struct Loaded {
     pub ebpf: std::cell::RefCell<Ebpf>,
+    /// The drop monitor's, the lab's and the bench object, with their
+    /// globals at their defaults (tests set none of them).
+    pub others: Vec<std::cell::RefCell<Ebpf>>,
 }
 
 /// What a program did with one frame.
@@ -33,16 +37,38 @@ impl Loaded {
             link,
             guard_common::FEATURE_MSS | guard_common::FEATURE_CSUM,
         )?;
+        Loaded::with_guard(ebpf, cfg)
+    }
+
+    fn with_guard(guard: Ebpf, cfg: MssConfig) -> Result<Loaded> {
+        use guard_user::objects::{BENCH, DROPS, LAB};
+        let others = [DROPS, LAB, BENCH]
+            .into_iter()
+            .map(|o| Ok(std::cell::RefCell::new(Ebpf::load(o)?)))
+            .collect::<Result<_>>()?;
         let mut loaded = Loaded {
-            ebpf: std::cell::RefCell::new(ebpf),
+            ebpf: std::cell::RefCell::new(guard),
+            others,
         };
         loaded.set_config(cfg)?;
         Ok(loaded)
     }
 
+    /// Every object, the guard's first.
+    pub fn objects(&self) -> impl Iterator<Item = &std::cell::RefCell<Ebpf>> {
+        std::iter::once(&self.ebpf).chain(&self.others)
+    }
+
+    /// The object that holds program `name`.
+    fn object_of(&self, name: &str) -> Result<&std::cell::RefCell<Ebpf>> {
+        self.objects()
+            .find(|o| o.borrow().program(name).is_some())
+            .ok_or_else(|| anyhow!("no program {name}"))
+    }
+
     /// Loads program `name` into the kernel unless it is.
     fn ensure_loaded(&self, name: &str) -> Result<()> {
-        let mut ebpf = self.ebpf.borrow_mut();
+        let mut ebpf = self.object_of(name)?.borrow_mut();
         match ebpf
             .program_mut(name)
             .ok_or_else(|| anyhow!("no program {name}"))?
@@ -60,7 +86,7 @@ impl Loaded {
 
     /// Loads with only `features` (FEATURE_* bits) compiled in.
     pub fn with_features(cfg: MssConfig, link: LinkKind, features: u8) -> Result<Loaded> {
-        let mut ebpf = guard_user::guard::object::load(link, features)?;
+        let loaded = Loaded::with_guard(guard_user::guard::object::load(link, features)?, cfg)?;
         // Multi-buffer XDP and bpf_xdp_load_bytes arrived in 5.18: the
         // loader never loads these programs on older kernels, nor does this.
         let frags = guard_user::guard::object::xdp_frags_supported();
@@ -78,6 +104,7 @@ impl Loaded {
                 eprintln!("{name}: not loaded (multi-buffer XDP needs Linux 5.18)");
                 continue;
             }
+            let mut ebpf = loaded.object_of(name)?.borrow_mut();
             let p: &mut Xdp = ebpf.program_mut(name).expect("xdp program").try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;
         }
@@ -90,9 +117,13 @@ impl Loaded {
             guard_common::PROG_TC_GSO,
             guard_common::PROG_TC_GSO_TYPED,
         ] {
+            let mut ebpf = loaded.object_of(name)?.borrow_mut();
             let p: &mut SchedClassifier = ebpf.program_mut(name).expect("tc program").try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;
         }
+        let mut ebpf = loaded
+            .object_of(guard_common::PROG_DROP_MONITOR)?
+            .borrow_mut();
         let p: &mut aya::programs::RawTracePoint = ebpf
             .program_mut(guard_common::PROG_DROP_MONITOR)
             .expect("drop monitor")
@@ -105,10 +136,7 @@ impl Loaded {
             .try_into()?;
         p.load("kfree_skb", &btf)
             .context("loading the drop monitor (BTF)")?;
-        let mut loaded = Loaded {
-            ebpf: std::cell::RefCell::new(ebpf),
-        };
-        loaded.set_config(cfg)?;
+        drop(ebpf);
         Ok(loaded)
     }
 
@@ -127,7 +155,7 @@ impl Loaded {
             ..TestRunOptions::new()
         };
         self.ensure_loaded(name)?;
-        let ebpf = self.ebpf.borrow();
+        let ebpf = self.object_of(name)?.borrow();
         let prog = ebpf
             .program(name)
             .ok_or_else(|| anyhow!("no program {name}"))?;
@@ -180,7 +208,7 @@ impl Loaded {
             ..TestRunOptions::new()
         };
         self.ensure_loaded(name)?;
-        let ebpf = self.ebpf.borrow();
+        let ebpf = self.object_of(name)?.borrow();
         let aya::programs::Program::SchedClassifier(p) = ebpf
             .program(name)
             .ok_or_else(|| anyhow!("no program {name}"))?

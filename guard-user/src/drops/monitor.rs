@@ -20,8 +20,8 @@ use super::{
     names::{Kallsyms, Reasons},
 };
 use crate::{
-    guard::object::EBPF_OBJECT,
     host::{btf::Btf, sys},
+    objects,
 };
 
 /// Drops summed over CPUs, per key, at one moment.
@@ -71,8 +71,8 @@ impl DropMonitor {
         let lock = if pin { Some(take_lock()?) } else { None };
         let mut ebpf = EbpfLoader::new()
             .override_global(DROP_LAYOUT_GLOBAL, &layout, true)
-            .load(EBPF_OBJECT)
-            .context("loading the eBPF object")?;
+            .load(objects::DROPS)
+            .context("loading the drop monitor's eBPF object")?;
         let program = attach(&mut ebpf, raw_only, &mut notes)?;
         let drops_map = ebpf.take_map(DROPS_MAP).expect("DROPS");
         let lost_map = ebpf.take_map(DROPS_LOST_MAP).expect("DROPS_LOST");

@@ -20,9 +20,6 @@ use crate::{
     host::kernel::{self, Feature},
 };
 
-/// The eBPF object, built by build.rs and embedded in the binary.
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard"));
-
 /// What a guard does on its interface.
 #[derive(Clone, Debug, Default)]
 pub struct Features {
@@ -148,8 +145,8 @@ pub fn load_pinned(
         .override_global(FEATURES_GLOBAL, &features, true)
         .override_global(HAS_GSO_SIZE_GLOBAL, &(gso_size_supported() as u8), true)
         .override_global(GSO_LAYOUT_GLOBAL, &layout, true)
-        .load(EBPF_OBJECT)
-        .context("loading the eBPF object")
+        .load(crate::objects::GUARD)
+        .context("loading the guard's eBPF object")
 }
 
 /// A program type the guard loads lazily, when it first attaches it.

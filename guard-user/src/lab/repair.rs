@@ -16,19 +16,17 @@ use aya::{
     maps::PerCpuArray,
     programs::{SchedClassifier, TcAttachType},
 };
-use guard_common::{
-    CsumOutcome, FEATURES_GLOBAL, HAS_GSO_SIZE_GLOBAL, LAB_CORRUPT_GLOBAL, LAB_SNAT_COUNTERS_MAP,
-    LINK_KIND_GLOBAL, LinkKind, PROG_LAB_DOUBLE_SNAT,
-};
+use guard_common::{CsumOutcome, LAB_CORRUPT_GLOBAL, LAB_SNAT_COUNTERS_MAP, PROG_LAB_DOUBLE_SNAT};
 
 use crate::{
     config::repair::{RepairMode, RepairSpec},
-    guard::{AttachMode, Direction, Features, Guard, object::EBPF_OBJECT},
+    guard::{AttachMode, Direction, Features, Guard},
     lab::{
         accept_until, family,
         netns::{self, Netns, VethEnd},
         verdict,
     },
+    objects,
 };
 
 /// B's underlay interface, where the repair runs.
@@ -116,11 +114,8 @@ impl VxlanLab {
             a.exec(&["ethtool", "-K", "vx0", "tx", "off"])?;
         }
         let mut snat = EbpfLoader::new()
-            .override_global(LINK_KIND_GLOBAL, &(LinkKind::Ethernet as u8), true)
-            .override_global(FEATURES_GLOBAL, &0u8, true)
-            .override_global(HAS_GSO_SIZE_GLOBAL, &0u8, true)
             .override_global(LAB_CORRUPT_GLOBAL, &(corrupt as u8), true)
-            .load(EBPF_OBJECT)?;
+            .load(objects::LAB)?;
         let prog: &mut SchedClassifier = snat
             .program_mut(PROG_LAB_DOUBLE_SNAT)
             .ok_or_else(|| anyhow!("no program {PROG_LAB_DOUBLE_SNAT}"))?

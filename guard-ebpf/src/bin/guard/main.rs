@@ -1,0 +1,195 @@
+//! The guard's object: the clamp's and the repair's XDP and TC entry points
+//! with their maps and load-time globals (`gso.rs`: the GSO guard's,
+//! `emit.rs`: the events). The packet logic lives in the library.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod gso;
+
+use aya_ebpf::{
+    EbpfContext, Global,
+    bindings::{TC_ACT_UNSPEC, xdp_action::XDP_PASS},
+    macros::{classifier, map, xdp},
+    maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
+    programs::{TcContext, XdpContext},
+};
+use guard_common::{
+    CSUM_COUNTER_ENTRIES, CsumConfig, CsumOutcome, Event, EventKind, FEATURE_CSUM, FEATURE_MSS,
+    Hook, LinkKind, MSS_COUNTER_ENTRIES, MssConfig, MssOutcome,
+};
+use guard_ebpf::{
+    ctx::{self, Scratch, TcDatagram, TcFrame, XdpFrags},
+    mss::{self, DirectFrame, Frame},
+    parse::IpVersion,
+    repair::{self, Datagram, Peer},
+};
+
+#[map(name = "MSS_CONFIG")]
+static MSS_CONFIG: Array<MssConfig> = Array::with_max_entries(1, 0);
+
+#[map(name = "MSS_COUNTERS")]
+static MSS_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MSS_COUNTER_ENTRIES, 0);
+
+/// The interface's [`LinkKind`], set by the loader: a constant to the
+/// verifier, which prunes the other parser.
+#[unsafe(no_mangle)]
+static LINK_KIND: Global<u8> = Global::new(LinkKind::Ethernet as u8);
+
+/// 1 where `__sk_buff.gso_size` exists (Linux 5.7+), set by the loader.
+#[unsafe(no_mangle)]
+static HAS_GSO_SIZE: Global<u8> = Global::new(0);
+
+/// Which features this load runs ([`FEATURE_MSS`], [`FEATURE_CSUM`]), set
+/// by the loader: the verifier drops the code of the others.
+#[unsafe(no_mangle)]
+static FEATURES: Global<u8> = Global::new(FEATURE_MSS);
+
+#[map(name = "CSUM_CONFIG")]
+static CSUM_CONFIG: Array<CsumConfig> = Array::with_max_entries(1, 0);
+
+#[map(name = "CSUM_COUNTERS")]
+static CSUM_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CSUM_COUNTER_ENTRIES, 0);
+
+/// Peer ranges (`--peer-cidr`); LPM tries must not be preallocated.
+const BPF_F_NO_PREALLOC: u32 = 1;
+const MAX_PEER_RANGES: u32 = 256;
+
+#[map(name = "PEERS_V4")]
+static PEERS_V4: LpmTrie<[u8; 4], u8> =
+    LpmTrie::with_max_entries(MAX_PEER_RANGES, BPF_F_NO_PREALLOC);
+
+#[map(name = "PEERS_V6")]
+static PEERS_V6: LpmTrie<[u8; 16], u8> =
+    LpmTrie::with_max_entries(MAX_PEER_RANGES, BPF_F_NO_PREALLOC);
+
+#[map(name = "SCRATCH")]
+static SCRATCH: Scratch = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn link_kind() -> LinkKind {
+    if LINK_KIND.load() == LinkKind::RawIp as u8 {
+        LinkKind::RawIp
+    } else {
+        LinkKind::Ethernet
+    }
+}
+
+/// Runs the clamp on one frame and counts its one outcome.
+#[inline(always)]
+fn clamp<F: Frame, C: EbpfContext>(frame: &mut F, hook: Hook, ctx: &C) {
+    // Data segments end here: the configuration is read for SYNs only.
+    let outcome = match mss::syn_segment(&frame.cursor(), link_kind()) {
+        Ok(seg) => match MSS_CONFIG.get(0) {
+            Some(cfg) => {
+                let outcome = mss::clamp_syn(frame, &seg, cfg);
+                if outcome == MssOutcome::Clamped {
+                    let c = frame.cursor();
+                    let mut ev = Event {
+                        kind: EventKind::Clamped as u8,
+                        hook: hook as u8,
+                        reason: outcome as u32,
+                        ..Event::default()
+                    };
+                    guard_ebpf::event::describe_tcp(&c, &seg, &mut ev);
+                    ev.value = match seg.ip {
+                        IpVersion::V4 => cfg.mss_v4,
+                        IpVersion::V6 => cfg.mss_v6,
+                    } as u32;
+                    emit::emit(ctx, &mut ev);
+                }
+                outcome
+            }
+            None => MssOutcome::Disabled,
+        },
+        Err(outcome) => outcome,
+    };
+    ctx::bump(&MSS_COUNTERS, outcome.index(hook));
+}
+
+fn peer_in_ranges(peer: Peer<'_>) -> bool {
+    match peer {
+        Peer::V4(a) => PEERS_V4.get(&Key::new(32, *a)).is_some(),
+        Peer::V6(a) => PEERS_V6.get(&Key::new(128, *a)).is_some(),
+    }
+}
+
+/// Runs the checksum repair on one frame and counts its one outcome.
+#[inline(always)]
+fn repair<D: Datagram, C: EbpfContext>(d: &mut D, hook: Hook, ctx: &C) {
+    let outcome = repair::repair(d, link_kind(), || CSUM_CONFIG.get(0), peer_in_ranges);
+    // Other traffic is not counted here: it costs nothing it need not.
+    if outcome != CsumOutcome::NotVxlan {
+        ctx::bump(&CSUM_COUNTERS, outcome.index(hook));
+        if outcome == CsumOutcome::OuterRepaired {
+            let mut ev = emit::event(EventKind::Repaired, hook, &d.cursor(), link_kind());
+            ev.reason = outcome as u32;
+            ev.value = d.frame_len() as u32;
+            emit::emit(ctx, &mut ev);
+        }
+    }
+}
+
+/// XDP on one buffer: the clamp only (any kernel since 5.4).
+#[xdp]
+pub fn guard_xdp(ctx: XdpContext) -> u32 {
+    clamp(
+        &mut DirectFrame(ctx::xdp_cursor(&ctx)),
+        Hook::XdpIngress,
+        &ctx,
+    );
+    XDP_PASS
+}
+
+/// XDP across fragments (jumbo frames): the clamp and the checksum repair.
+#[xdp(frags)]
+pub fn guard_xdp_frags(ctx: XdpContext) -> u32 {
+    let features = FEATURES.load();
+    if features & FEATURE_CSUM != 0 {
+        let mut d = XdpFrags {
+            ctx: &ctx,
+            scratch: &SCRATCH,
+        };
+        repair(&mut d, Hook::XdpIngress, &ctx);
+    }
+    if features & FEATURE_MSS != 0 {
+        clamp(
+            &mut DirectFrame(ctx::xdp_cursor(&ctx)),
+            Hook::XdpIngress,
+            &ctx,
+        );
+    }
+    XDP_PASS
+}
+
+#[inline(always)]
+fn tc(ctx: TcContext, hook: Hook) -> i32 {
+    ctx::pull_headers(&ctx);
+    let features = FEATURES.load();
+    if hook == Hook::TcIngress && features & FEATURE_CSUM != 0 {
+        let mut d = TcDatagram {
+            ctx: &ctx,
+            scratch: &SCRATCH,
+            has_gso_size: &HAS_GSO_SIZE,
+        };
+        repair(&mut d, hook, &ctx);
+    }
+    if features & FEATURE_MSS != 0 {
+        clamp(&mut TcFrame(&ctx), hook, &ctx);
+    }
+    // Continue with the next program or the default action: the guard
+    // never decides a packet's fate.
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn guard_tc_ingress(ctx: TcContext) -> i32 {
+    tc(ctx, Hook::TcIngress)
+}
+
+#[classifier]
+pub fn guard_tc_egress(ctx: TcContext) -> i32 {
+    tc(ctx, Hook::TcEgress)
+}
+
+guard_ebpf::object!();
