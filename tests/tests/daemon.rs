@@ -408,7 +408,10 @@ fn events_show_each_clamp_of_a_transfer() {
 }
 
 /// A SYN flood on one CPU: the programs send 100 events per CPU per second
-/// and count the rest, which the next event sent reports.
+/// and count the rest, which the next event sent reports. The flood must
+/// fit in one second for the next event to report all of it: 1,000 SYNs
+/// do with room to spare (a TCG guest on a loaded machine sent 2,788 in
+/// its first second, so 3,000 did not always fit).
 #[test]
 fn events_are_rate_limited_in_the_kernel() {
     use guard_ebpf::testpkt::Segment;
@@ -443,8 +446,10 @@ fn events_are_rate_limited_in_the_kernel() {
     let mut err = std::io::BufReader::new(events.stderr.take().unwrap());
     let mut first = String::new();
     err.read_line(&mut first).unwrap();
-    flood(3000);
-    // The next window opens a second later, seen at a 64th suppressed event.
+    flood(1000);
+    // The next window opens a second later, seen at the next 64th
+    // suppressed SYN (in the second flood): the 101st event reports the
+    // first flood's 900 suppressed and the second's first few.
     std::thread::sleep(Duration::from_millis(1100));
     flood(200);
     let out = events.wait_with_output().unwrap();
@@ -456,12 +461,12 @@ fn events_are_rate_limited_in_the_kernel() {
     assert!(docs[..100].iter().all(|d| d["suppressed"] == 0));
     let suppressed = docs[100]["suppressed"].as_u64().unwrap();
     assert!(
-        suppressed >= 2800,
+        suppressed >= 850,
         "the 101st event reports {suppressed} suppressed"
     );
     let json = stats_json(&lab.node);
     assert!(
-        stats_counter(&json, NODE_CLIENT_IF, "hooks", "tc-ingress", "clamped") >= 3000,
+        stats_counter(&json, NODE_CLIENT_IF, "hooks", "tc-ingress", "clamped") >= 1000,
         "{json}"
     );
     drop(daemon);
