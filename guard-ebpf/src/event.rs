@@ -4,12 +4,9 @@
 
 use guard_common::{Event, LinkKind};
 
-use crate::{
-    parse::{
-        self, Cursor, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPV4_MIN_HLEN, IPV6_HLEN, IpVersion,
-        TcpSegment,
-    },
-    repair::IPPROTO_UDP,
+use crate::parse::{
+    self, Cursor, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN, IPV6_HLEN,
+    IpVersion, TcpSegment,
 };
 
 /// Fills `ev` from a TCP segment the clamp has parsed already: fixed
@@ -72,11 +69,13 @@ pub fn describe(c: &Cursor, link: LinkKind, ev: &mut Event) {
             ev.proto = h[9];
             ev.saddr[..4].copy_from_slice(&h[12..16]);
             ev.daddr[..4].copy_from_slice(&h[16..20]);
-            // Later fragments carry no ports.
-            if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
+            // Later fragments carry no ports, and an IHL under 5 (20
+            // bytes) does not say where they are.
+            let ihl = (h[0] & 0x0f) as usize;
+            if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 || ihl * 4 < IPV4_MIN_HLEN {
                 return;
             }
-            l3 + (h[0] & 0x0f) as usize * 4
+            l3 + ihl * 4
         }
         ETH_P_IPV6 => {
             let Some(b) = c.bytes::<IPV6_HLEN>(l3) else {
@@ -136,5 +135,20 @@ mod tests {
         let mut ev = Event::default();
         describe(&Cursor::from_slice(&mut f), LinkKind::Ethernet, &mut ev);
         assert_eq!(ev, Event::default());
+    }
+
+    /// An IPv4 header length under 20 bytes: the addresses are the
+    /// header's, but no ports are read from where the header claims to end.
+    #[test]
+    fn an_ihl_under_5_gives_no_ports() {
+        for ihl in 0..5u8 {
+            let mut f = Segment::syn(&[]).build();
+            f[14] = 0x40 | ihl;
+            let mut ev = Event::default();
+            describe(&Cursor::from_slice(&mut f), LinkKind::Ethernet, &mut ev);
+            assert_eq!((ev.family, ev.proto), (4, 6), "ihl {ihl}");
+            assert_eq!(&ev.saddr[..4], &[10, 77, 1, 2], "ihl {ihl}");
+            assert_eq!((ev.sport, ev.dport), (0, 0), "ihl {ihl}");
+        }
     }
 }

@@ -6,14 +6,10 @@
 
 use guard_common::{GsoConfig, GsoLayout, GsoOutcome, LinkKind};
 
-use crate::{
-    parse::{
-        self, Cursor, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPV4_MIN_HLEN, IPV6_HLEN, TCP_MIN_HLEN,
-    },
-    repair::IPPROTO_UDP,
+use crate::parse::{
+    self, Cursor, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN, IPV6_HLEN,
+    TCP_MIN_HLEN, UDP_HLEN,
 };
-
-const UDP_HLEN: usize = 8;
 
 /// A GSO packet's metadata, as the skb carries it.
 #[derive(Clone, Copy, Debug)]

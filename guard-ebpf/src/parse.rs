@@ -15,7 +15,9 @@ pub const VLAN_MAX_DEPTH: usize = 2;
 pub const IPV4_MIN_HLEN: usize = 20;
 pub const IPV6_HLEN: usize = 40;
 pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
 pub const TCP_MIN_HLEN: usize = 20;
+pub const UDP_HLEN: usize = 8;
 
 /// Hides a value from the optimizer (libbpf's `barrier_var`). Without it
 /// LLVM derives one packet pointer from another (`p - 1` after checking

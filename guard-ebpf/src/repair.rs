@@ -12,11 +12,12 @@ use guard_common::{CsumConfig, CsumMode, CsumOutcome, LinkKind, MAX_VXLAN_PORTS}
 
 use crate::{
     csum::fold64,
-    parse::{self, Cursor, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPV4_MIN_HLEN, IPV6_HLEN},
+    parse::{
+        self, Cursor, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_UDP, IPV4_MIN_HLEN, IPV6_HLEN,
+        UDP_HLEN,
+    },
 };
 
-pub const IPPROTO_UDP: u8 = 17;
-const UDP_HLEN: usize = 8;
 const VXLAN_HLEN: usize = 8;
 /// The VXLAN "I" flag: a valid VNI follows (RFC 7348).
 const VXLAN_FLAG_I: u8 = 0x08;

@@ -14,7 +14,10 @@ use std::{
 use anyhow::{Context as _, Result, anyhow};
 
 use guard_common::{GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoAction, GsoConfig, GsoOutcome};
-use guard_ebpf::csum::{fold, sum_words};
+use guard_ebpf::{
+    csum::{fold, sum_words},
+    parse::{IPPROTO_TCP, IPPROTO_UDP},
+};
 
 use crate::{
     guard::{AttachMode, Direction, Features, Guard},
@@ -43,8 +46,6 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
 pub const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 
 pub struct GsoLab {
     pub node: Netns,
