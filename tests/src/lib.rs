@@ -15,7 +15,7 @@ mod traffic;
 
 pub use daemon::{Running, START_LIMIT, pktguard_bin, pktguard_in};
 pub use kernel::{has_tcx, kernel_at_least, tc_programs};
-pub use output::{DropsWatch, stats_counter, stats_json};
+pub use output::{DropsWatch, events_json, stats_counter, stats_json};
 pub use prog::{Loaded, Ran, Table};
 pub use traffic::{RawTcp, setsockopt, trafgen_packet, trafgen_send};
 

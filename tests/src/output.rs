@@ -1,5 +1,6 @@
 //! What pktguard prints, read as a user's tooling would: counters from
-//! `pktguard stats --json`, documents from `pktguard drops --json`.
+//! `pktguard stats --json`, lines of `pktguard events --json`, documents
+//! from `pktguard drops --json`.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -43,6 +44,22 @@ pub fn stats_json(ns: &Netns) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// `pktguard events --json --count COUNT` started in `ns`, once it has said
+/// on stderr that it listens (its first line, returned): the events of
+/// what the caller does next are all in its output.
+pub fn events_json(ns: &Netns, count: u32) -> (Child, String) {
+    let mut events = pktguard_in(ns, &["events", "--json", "--count", &count.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pktguard events");
+    let mut err = BufReader::new(events.stderr.take().expect("piped stderr"));
+    let mut first = String::new();
+    err.read_line(&mut first)
+        .expect("pktguard events' first line");
+    (events, first)
 }
 
 /// A `pktguard drops --json` in the background: every interval's JSON

@@ -224,10 +224,23 @@ impl Loaded {
         })
     }
 
-    pub fn counters(&self) -> Result<Vec<HookStats>> {
+    /// `read` over the guard's per-CPU counter map `name`.
+    fn read_counters<T>(
+        &self,
+        name: &str,
+        read: impl FnOnce(&PerCpuArray<&aya::maps::MapData, u64>) -> Result<T>,
+    ) -> Result<T> {
         let ebpf = self.ebpf.borrow();
-        let map = ebpf.map(MSS_COUNTERS_MAP).expect("counter map");
-        guard_user::guard::counters::hook_stats(&PerCpuArray::try_from(map)?)
+        let map = ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("no counter map {name}"))?;
+        read(&PerCpuArray::try_from(map)?)
+    }
+
+    pub fn counters(&self) -> Result<Vec<HookStats>> {
+        self.read_counters(MSS_COUNTERS_MAP, |m| {
+            guard_user::guard::counters::hook_stats(m)
+        })
     }
 
     pub fn counter(&self, hook: Hook, c: MssCounter) -> Result<u64> {
@@ -236,11 +249,9 @@ impl Loaded {
 
     /// The checksum repair's outcome counts per hook.
     pub fn csum_counters(&self) -> Result<Vec<guard_user::guard::counters::CsumHookStats>> {
-        let ebpf = self.ebpf.borrow();
-        let map = ebpf
-            .map(guard_common::CSUM_COUNTERS_MAP)
-            .expect("csum counters");
-        guard_user::guard::counters::csum_hook_stats(&PerCpuArray::try_from(map)?)
+        self.read_counters(guard_common::CSUM_COUNTERS_MAP, |m| {
+            guard_user::guard::counters::csum_hook_stats(m)
+        })
     }
 
     /// Sets the GSO guard's configuration.
@@ -254,11 +265,9 @@ impl Loaded {
 
     /// The GSO guard's outcome counts.
     pub fn gso_counters(&self) -> Result<[u64; guard_common::GsoOutcome::COUNT]> {
-        let ebpf = self.ebpf.borrow();
-        let map = ebpf
-            .map(guard_common::GSO_COUNTERS_MAP)
-            .expect("gso counters");
-        guard_user::guard::counters::gso_stats(&PerCpuArray::try_from(map)?)
+        self.read_counters(guard_common::GSO_COUNTERS_MAP, |m| {
+            guard_user::guard::counters::gso_stats(m)
+        })
     }
 
     /// Sets the repair configuration.

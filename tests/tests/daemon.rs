@@ -360,21 +360,13 @@ fn a_recreated_interface_is_attached_again() {
 /// ingress, the SYN-ACK at egress, with addresses, ports and the new MSS.
 #[test]
 fn events_show_each_clamp_of_a_transfer() {
-    use std::io::BufRead as _;
     let lab = TunnelLab::new().unwrap();
     let daemon = Running::start(
         &lab.node,
         &["--iface", NODE_CLIENT_IF, "--attach", "tc", "--mtu", "1440"],
     )
     .unwrap();
-    let mut events = pktguard_in(&lab.node, &["events", "--json", "--count", "2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(events.stderr.take().unwrap());
-    let mut first = String::new();
-    err.read_line(&mut first).unwrap();
+    let (events, first) = pktguard_tests::events_json(&lab.node, 2);
     assert!(first.contains("listening"), "{first}");
     let t = lab.transfer(false, MB, DONE).unwrap();
     assert!(t.completed(), "{t}");
@@ -415,7 +407,6 @@ fn events_show_each_clamp_of_a_transfer() {
 #[test]
 fn events_are_rate_limited_in_the_kernel() {
     use guard_ebpf::testpkt::Segment;
-    use std::io::BufRead as _;
     let lab = TunnelLab::new().unwrap();
     let daemon = Running::start(
         &lab.node,
@@ -438,14 +429,8 @@ fn events_are_rate_limited_in_the_kernel() {
         pktguard_tests::trafgen_send(&lab.client, guard_user::lab::mss::CLIENT_IF, &frame, n)
             .unwrap();
     };
-    let mut events = pktguard_in(&lab.node, &["events", "--json", "--count", "101"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(events.stderr.take().unwrap());
-    let mut first = String::new();
-    err.read_line(&mut first).unwrap();
+    let (events, first) = pktguard_tests::events_json(&lab.node, 101);
+    assert!(first.contains("listening"), "{first}");
     flood(1000);
     // The next window opens a second later, seen at the next 64th
     // suppressed SYN (in the second flood): the 101st event reports the

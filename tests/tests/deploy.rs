@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use guard_user::lab::netns::{self, Netns};
-use pktguard_tests::{Running, pktguard_in};
+use pktguard_tests::Running;
 
 fn deploy(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -83,8 +83,7 @@ fn the_units_capabilities_are_enough() {
         .arg(pktguard_tests::pktguard_bin())
         .args(["run", "--iface", "ca0", "--mtu", "1440", "--drop-monitor"]);
     let daemon = Running::spawn(cmd).unwrap();
-    let json = pktguard_in(&ns, &["stats", "--json"]).output().unwrap();
-    assert!(json.status.success());
-    assert!(String::from_utf8_lossy(&json.stdout).contains("\"mss_v4\":1400"));
+    let json = pktguard_tests::stats_json(&ns);
+    assert!(json.contains("\"mss_v4\":1400"), "{json}");
     daemon.stop_ok();
 }

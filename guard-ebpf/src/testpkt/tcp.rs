@@ -110,12 +110,7 @@ impl Segment {
                     frame.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
                 }
             }
-            let mut p = Vec::new();
-            p.extend_from_slice(&src);
-            p.extend_from_slice(&dst);
-            p.extend_from_slice(&(tcp.len() as u32).to_be_bytes());
-            p.extend_from_slice(&[0, 0, 0, 6]);
-            p
+            pseudo_header(&[src, dst].concat(), 6, tcp.len())
         } else {
             let src = [10, 77, 1, 2];
             let dst = [10, 77, 2, 2];
@@ -133,12 +128,7 @@ impl Segment {
             frame.resize(l3 + hlen.max(20), 1); // IP options: NOPs
             let check = !fold(sum_words(&frame[l3..l3 + hlen.max(20)], 0));
             frame[l3 + 10..l3 + 12].copy_from_slice(&check.to_be_bytes());
-            let mut p = Vec::new();
-            p.extend_from_slice(&src);
-            p.extend_from_slice(&dst);
-            p.extend_from_slice(&[0, 6]);
-            p.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
-            p
+            pseudo_header(&[src, dst].concat(), 6, tcp.len())
         };
         let check = !fold(sum_words(&tcp, sum_words(&pseudo, 0)));
         tcp[16..18].copy_from_slice(&check.to_be_bytes());
@@ -190,16 +180,12 @@ pub fn tcp_checksum_ok(frame: &[u8]) -> bool {
     let (l3, v) = l3_of(frame);
     let tcp = tcp_offset(frame);
     let seg = &frame[tcp..];
-    let mut pseudo = Vec::new();
-    if v == 4 {
-        pseudo.extend_from_slice(&frame[l3 + 12..l3 + 20]);
-        pseudo.extend_from_slice(&[0, 6]);
-        pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+    let addrs = if v == 4 {
+        &frame[l3 + 12..l3 + 20]
     } else {
-        pseudo.extend_from_slice(&frame[l3 + 8..l3 + 40]);
-        pseudo.extend_from_slice(&(seg.len() as u32).to_be_bytes());
-        pseudo.extend_from_slice(&[0, 0, 0, 6]);
-    }
+        &frame[l3 + 8..l3 + 40]
+    };
+    let pseudo = pseudo_header(addrs, 6, seg.len());
     fold(sum_words(seg, sum_words(&pseudo, 0))) == 0xffff
 }
 

@@ -40,8 +40,7 @@ impl Vxlan {
         let mut frame = vec![0x02, 0, 0, 0, 0, 0xb, 0x02, 0, 0, 0, 0, 0xa];
         frame.extend_from_slice(&(if self.v6 { 0x86ddu16 } else { 0x0800 }).to_be_bytes());
         let l3 = frame.len();
-        let mut pseudo = Vec::new();
-        if self.v6 {
+        let pseudo = if self.v6 {
             let src = [0xfd, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
             let dst = [0xfd, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
             frame.extend_from_slice(&[0x60, 0, 0, 0]);
@@ -49,10 +48,7 @@ impl Vxlan {
             frame.extend_from_slice(&[17, 64]);
             frame.extend_from_slice(&src);
             frame.extend_from_slice(&dst);
-            pseudo.extend_from_slice(&src);
-            pseudo.extend_from_slice(&dst);
-            pseudo.extend_from_slice(&(udp.len() as u32).to_be_bytes());
-            pseudo.extend_from_slice(&[0, 0, 0, 17]);
+            pseudo_header(&[src, dst].concat(), 17, udp.len())
         } else {
             let hlen = self.ihl as usize * 4;
             let (src, dst) = ([192, 168, 99, 1], [192, 168, 99, 2]);
@@ -67,11 +63,8 @@ impl Vxlan {
             frame.resize(l3 + hlen, 1);
             let check = !fold(sum_words(&frame[l3..], 0));
             frame[l3 + 10..l3 + 12].copy_from_slice(&check.to_be_bytes());
-            pseudo.extend_from_slice(&src);
-            pseudo.extend_from_slice(&dst);
-            pseudo.extend_from_slice(&[0, 17]);
-            pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
-        }
+            pseudo_header(&[src, dst].concat(), 17, udp.len())
+        };
         if !self.zero_csum {
             let check = match !fold(sum_words(&udp, sum_words(&pseudo, 0))) {
                 0 => 0xffff,
@@ -103,17 +96,12 @@ pub fn double_snat(frame: &mut [u8]) {
 
 /// The outer pseudo-header of a VXLAN frame built here, for a UDP length.
 pub(super) fn outer_pseudo(frame: &[u8], len: usize) -> Vec<u8> {
-    let mut pseudo = Vec::new();
-    if frame[12..14] == [0x86, 0xdd] {
-        pseudo.extend_from_slice(&frame[22..54]);
-        pseudo.extend_from_slice(&(len as u32).to_be_bytes());
-        pseudo.extend_from_slice(&[0, 0, 0, 17]);
+    let addrs = if frame[12..14] == [0x86, 0xdd] {
+        &frame[22..54]
     } else {
-        pseudo.extend_from_slice(&frame[26..34]);
-        pseudo.extend_from_slice(&[0, 17]);
-        pseudo.extend_from_slice(&(len as u16).to_be_bytes());
-    }
-    pseudo
+        &frame[26..34]
+    };
+    pseudo_header(addrs, 17, len)
 }
 
 /// The outer UDP datagram of a VXLAN frame built here, and its pseudo-header.
@@ -139,11 +127,7 @@ pub fn udp_frame(payload: &[u8], zero: bool) -> Vec<u8> {
     udp.extend_from_slice(&[0, 0]);
     udp.extend_from_slice(payload);
     if !zero {
-        let mut pseudo = Vec::new();
-        pseudo.extend_from_slice(&src);
-        pseudo.extend_from_slice(&dst);
-        pseudo.extend_from_slice(&[0, 17]);
-        pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+        let pseudo = pseudo_header(&[src, dst].concat(), 17, udp.len());
         let check = !fold(sum_words(&udp, sum_words(&pseudo, 0)));
         udp[6..8].copy_from_slice(&check.to_be_bytes());
     }

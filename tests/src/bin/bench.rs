@@ -79,10 +79,7 @@ fn mss() -> Result<()> {
         .flags(ACK)
         .payload(&[0x5a; 1400])
         .build();
-    println!(
-        "bench mss: BPF_PROG_TEST_RUN, median of {ROUNDS} rounds; kernel {}",
-        guard_user::host::sys::kernel_release()?
-    );
+    title("mss")?;
     println!(
         "{:<5} {:<44} {:>9} {:>9} {:>9}  spread of deltas",
         "hook", "packet", "empty ns", "guard ns", "delta ns"
@@ -129,6 +126,15 @@ fn looped_opt(l: &Loaded, prog: &str, frame: &[u8]) -> Option<f64> {
     looped(l, prog, frame).ok()
 }
 
+/// The first line of a BPF_PROG_TEST_RUN bench: what it measures and where.
+fn title(which: &str) -> Result<()> {
+    println!(
+        "bench {which}: BPF_PROG_TEST_RUN, median of {ROUNDS} rounds; kernel {}",
+        guard_user::host::sys::kernel_release()?
+    );
+    Ok(())
+}
+
 fn csum() -> Result<()> {
     use guard_common::{
         CsumConfig, FEATURE_CSUM, PROG_BENCH_CSUM_PASS_TC, PROG_BENCH_CSUM_PASS_XDP,
@@ -143,10 +149,7 @@ fn csum() -> Result<()> {
         any_peer_v6: 1,
         _pad: [0; 5],
     })?;
-    println!(
-        "bench csum: BPF_PROG_TEST_RUN, median of {ROUNDS} rounds; kernel {}",
-        guard_user::host::sys::kernel_release()?
-    );
+    title("csum")?;
     println!(
         "{:<5} {:<36} {:>9} {:>9} {:>9} {:>9} {:>7}  spread",
         "hook", "packet", "empty ns", "pass ns", "guard ns", "delta ns", "vs pass"
@@ -231,10 +234,7 @@ fn gso() -> Result<()> {
         action: GsoAction::Drop as u8,
         _pad: [0; 7],
     })?;
-    println!(
-        "bench gso: BPF_PROG_TEST_RUN, median of {ROUNDS} rounds; kernel {}",
-        guard_user::host::sys::kernel_release()?
-    );
+    title("gso")?;
     println!(
         "{:<58} {:>9} {:>9} {:>9}  spread of deltas",
         "program: packet", "empty ns", "guard ns", "delta ns"
