@@ -142,7 +142,7 @@ impl Loaded {
 
     /// Changes the clamp of the loaded programs.
     pub fn set_config(&mut self, cfg: MssConfig) -> Result<()> {
-        guard_user::guard::object::set_config(self.ebpf.get_mut(), MSS_CONFIG_MAP, cfg)
+        self.set_map(MSS_CONFIG_MAP, cfg)
     }
 
     /// Runs program `name` on `frame`, `repeat` times.
@@ -256,11 +256,12 @@ impl Loaded {
 
     /// Sets the GSO guard's configuration.
     pub fn set_gso(&mut self, cfg: guard_common::GsoConfig) -> Result<()> {
-        guard_user::guard::object::set_config(
-            self.ebpf.get_mut(),
-            guard_common::GSO_CONFIG_MAP,
-            cfg,
-        )
+        self.set_map(guard_common::GSO_CONFIG_MAP, cfg)
+    }
+
+    /// Writes `cfg` as entry 0 of the guard's configuration map `map`.
+    fn set_map<T: aya::Pod>(&mut self, map: &str, cfg: T) -> Result<()> {
+        guard_user::guard::object::set_config(self.ebpf.get_mut(), map, cfg)
     }
 
     /// The GSO guard's outcome counts.
@@ -272,11 +273,7 @@ impl Loaded {
 
     /// Sets the repair configuration.
     pub fn set_repair(&mut self, cfg: guard_common::CsumConfig) -> Result<()> {
-        guard_user::guard::object::set_config(
-            self.ebpf.get_mut(),
-            guard_common::CSUM_CONFIG_MAP,
-            cfg,
-        )
+        self.set_map(guard_common::CSUM_CONFIG_MAP, cfg)
     }
 }
 
