@@ -154,6 +154,18 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// Runs a command as root: directly when we are root, else through sudo.
+/// The stdout of `cmd`, which must succeed; its stderr goes to `stderr`.
+fn stdout_of(cmd: &mut Command, stderr: Stdio) -> Result<String> {
+    let o = cmd
+        .stderr(stderr)
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !o.status.success() {
+        bail!("{cmd:?} failed: {}", o.status);
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
 fn privileged(cmd: &mut Command) -> Result<()> {
     if is_root() {
         return run(cmd);

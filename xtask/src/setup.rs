@@ -115,15 +115,9 @@ pub fn llvm_verdict(ebpf_pin: &str, nightly: u32, linker: u32) -> Result<(), Str
     ))
 }
 
+/// The stdout of `cmd` (which must succeed), its stderr silenced.
 fn output(cmd: &mut Command) -> Result<String> {
-    let o = cmd
-        .stderr(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
-    if !o.status.success() {
-        bail!("{cmd:?} failed: {}", o.status);
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    crate::stdout_of(cmd, Stdio::null())
 }
 
 fn which(tool: &str) -> Option<PathBuf> {

@@ -72,15 +72,9 @@ const BOOT_LIMIT: Duration = Duration::from_secs(2400);
 /// hung binary is killed and reported, and the next one runs.
 const BINARY_LIMIT_SECS: u32 = 900;
 
+/// The stdout of `cmd` (which must succeed), its stderr shown.
 fn out(cmd: &mut Command) -> Result<String> {
-    let o = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
-    if !o.status.success() {
-        bail!("{cmd:?} failed: {}", o.status);
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    crate::stdout_of(cmd, Stdio::inherit())
 }
 
 /// Runs the guest tests on `which` kernels ("all" or one name), every
