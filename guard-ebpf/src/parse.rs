@@ -4,16 +4,25 @@
 //! so every read below is a check the verifier can follow; on the host they
 //! are the bounds of a byte slice.
 
+// Every protocol constant of the guard, here and nowhere else.
+
+// Ethernet II: the header, and the EtherTypes the guard follows.
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
+
+// VLAN tags: 802.1Q (C-tag) and 802.1ad (S-tag, QinQ), 4 bytes each.
 pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88a8;
 pub const VLAN_HLEN: usize = 4;
 /// QinQ is the deepest stacking seen on real links; more tags are left alone.
 pub const VLAN_MAX_DEPTH: usize = 2;
+
+// IP: IPv4 without options (RFC 791: IHL 5), IPv6's fixed header (RFC 8200).
 pub const IPV4_MIN_HLEN: usize = 20;
 pub const IPV6_HLEN: usize = 40;
+
+// Transport: TCP without options (RFC 9293: data offset 5) and UDP (RFC 768).
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const TCP_MIN_HLEN: usize = 20;

@@ -27,21 +27,19 @@ fn clamped(lab: &TunnelLab) -> u64 {
     stats_counter(&json, NODE_CLIENT_IF, "hooks", "tc-ingress", "clamped")
 }
 
+/// `pktguard run`'s flags for the clamp at TC on the node's client side,
+/// then `extra`.
+fn tc_clamp(extra: &[&str]) -> Vec<String> {
+    ["--iface", NODE_CLIENT_IF, "--attach", "tc", "--mtu", "1440"]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// [`tc_clamp`] left attached and pinned on exit (`--persist`).
 fn run_args(extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "--iface",
-        NODE_CLIENT_IF,
-        "--attach",
-        "tc",
-        "--mtu",
-        "1440",
-        "--persist",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
+    tc_clamp(&[&["--persist"], extra].concat())
 }
 
 fn start(lab: &TunnelLab, args: &[String]) -> Running {
@@ -283,20 +281,7 @@ fn sighup_applies_a_new_mtu_through_the_maps_and_rejects_a_broken_file() {
 #[test]
 fn metrics_match_stats() {
     let lab = TunnelLab::new().unwrap();
-    let daemon = Running::start(
-        &lab.node,
-        &[
-            "--iface",
-            NODE_CLIENT_IF,
-            "--attach",
-            "tc",
-            "--mtu",
-            "1440",
-            "--metrics-addr",
-            "127.0.0.1:9436",
-        ],
-    )
-    .unwrap();
+    let daemon = start(&lab, &tc_clamp(&["--metrics-addr", "127.0.0.1:9436"]));
     let t = lab.transfer(false, MB, DONE).unwrap();
     assert!(t.completed(), "{t}");
     let json = stats_json(&lab.node);
@@ -361,11 +346,7 @@ fn a_recreated_interface_is_attached_again() {
 #[test]
 fn events_show_each_clamp_of_a_transfer() {
     let lab = TunnelLab::new().unwrap();
-    let daemon = Running::start(
-        &lab.node,
-        &["--iface", NODE_CLIENT_IF, "--attach", "tc", "--mtu", "1440"],
-    )
-    .unwrap();
+    let daemon = start(&lab, &tc_clamp(&[]));
     let (events, first) = pktguard_tests::events_json(&lab.node, 2);
     assert!(first.contains("listening"), "{first}");
     let t = lab.transfer(false, MB, DONE).unwrap();
@@ -408,20 +389,7 @@ fn events_show_each_clamp_of_a_transfer() {
 fn events_are_rate_limited_in_the_kernel() {
     use guard_ebpf::testpkt::Segment;
     let lab = TunnelLab::new().unwrap();
-    let daemon = Running::start(
-        &lab.node,
-        &[
-            "--iface",
-            NODE_CLIENT_IF,
-            "--attach",
-            "tc",
-            "--direction",
-            "ingress",
-            "--mtu",
-            "1440",
-        ],
-    )
-    .unwrap();
+    let daemon = start(&lab, &tc_clamp(&["--direction", "ingress"]));
     let mut frame = Segment::syn(&[2, 4, 0x05, 0xb4]).build();
     frame[0..6].copy_from_slice(&lab.node.mac(NODE_CLIENT_IF).unwrap());
     frame[6..12].copy_from_slice(&lab.client.mac(guard_user::lab::mss::CLIENT_IF).unwrap());
