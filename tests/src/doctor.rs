@@ -5,7 +5,7 @@
 use std::{fs, path::PathBuf};
 
 use guard_user::{
-    doctor::{self, Check, Fixture, Live, Overlay},
+    doctor::{self, Check, Fixture, Live, Overlay, Status},
     lab::netns::{self, Netns, VethEnd},
 };
 
@@ -36,13 +36,18 @@ impl Drop for Tree {
     }
 }
 
-pub fn check<'a>(checks: &'a [Check], id: &str) -> &'a Check {
-    checks.iter().find(|c| c.id == id).expect(id)
+/// The check `id` of `checks`, asserted to have come out `status`.
+#[track_caller]
+pub fn check<'a>(checks: &'a [Check], id: &str, status: Status) -> &'a Check {
+    let c = checks.iter().find(|c| c.id == id).expect(id);
+    assert_eq!(c.status, status, "{c:?}");
+    c
 }
 
-/// The check `id` of `ns`, run from inside it.
-pub fn live_check(ns: &Netns, id: &str) -> Check {
-    check(&live_checks(ns), id).clone()
+/// The check `id` of `ns`, run from inside it, asserted to be `status`.
+#[track_caller]
+pub fn live_check(ns: &Netns, id: &str, status: Status) -> Check {
+    check(&live_checks(ns), id, status).clone()
 }
 
 /// The checks of `ns`, run from inside it.

@@ -14,8 +14,7 @@ use pktguard_tests::pktguard_in;
 fn lro_forwarding_namespace_without_lro_is_ok() {
     let (n, _p) = node();
     n.sysctl("net.ipv4.ip_forward", "1").unwrap();
-    let c = live_check(&n, "lro");
-    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let c = live_check(&n, "lro", Status::Ok);
     assert!(c.summary.contains("forwarding"), "{c:?}");
     assert!(c.evidence[0].contains("ip_forward=1"), "{c:?}");
 }
@@ -32,8 +31,7 @@ fn lro_on_a_forwarding_host_fails_and_fix_turns_it_off() {
         ("ethtool/eth1", "rx-gro on\nrx-lro off\n"),
     ]);
     let checks = doctor::run_checks(&tree.host());
-    let c = check(&checks, "lro");
-    assert_eq!(c.status, Status::Fail, "{c:?}");
+    let c = check(&checks, "lro", Status::Fail);
     assert_eq!(c.fix, ["ethtool -K eth0 lro off"]);
     // The same through the CLI: exit 1, then --fix, exit 0.
     let root = tree.0.to_str().unwrap();
@@ -62,8 +60,7 @@ fn lro_on_a_host_that_does_not_forward_is_ok() {
         ("ethtool/eth0", "rx-lro on\n"),
     ]);
     let c = doctor::run_checks(&tree.host());
-    let c = check(&c, "lro");
-    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let c = check(&c, "lro", Status::Ok);
     assert!(c.fixes.is_empty());
 }
 
@@ -73,8 +70,7 @@ fn lro_on_a_host_that_does_not_forward_is_ok() {
 fn rt6_reads_the_namespace_and_is_ok_on_this_kernel() {
     let (n, _p) = node();
     n.sysctl("net.ipv6.route.max_size", "123456").unwrap();
-    let c = live_check(&n, "ipv6_route_cache");
-    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let c = live_check(&n, "ipv6_route_cache", Status::Ok);
     assert!(c.evidence[0].contains("max_size 123456"), "{c:?}");
     assert!(c.evidence[1].starts_with("Ip6InNoRoutes"), "{c:?}");
 }
@@ -95,8 +91,7 @@ fn rt6_near_the_limit_on_4_19_fails_and_at_60_percent_warns() {
             ("links", ""),
         ]);
         let checks = doctor::run_checks(&tree.host());
-        let c = check(&checks, "ipv6_route_cache");
-        assert_eq!(c.status, status, "{used}: {c:?}");
+        let c = check(&checks, "ipv6_route_cache", status);
         assert!(c.evidence[1].contains("Ip6InNoRoutes 17"), "{c:?}");
         if status != Status::Ok {
             assert!(
@@ -125,7 +120,7 @@ fn rules_in_both_iptables_backends_fail_one_backend_is_ok() {
     ])
     .unwrap();
     let checks = live_checks(&n);
-    assert_eq!(check(&checks, "iptables_backends").status, Status::Ok);
+    check(&checks, "iptables_backends", Status::Ok);
     n.exec(&[
         "iptables-legacy",
         "-A",
@@ -138,8 +133,7 @@ fn rules_in_both_iptables_backends_fail_one_backend_is_ok() {
         "ACCEPT",
     ])
     .unwrap();
-    let c = live_check(&n, "iptables_backends");
-    assert_eq!(c.status, Status::Fail, "{c:?}");
+    let c = live_check(&n, "iptables_backends", Status::Fail);
     assert!(
         c.evidence[0].contains("legacy backend: 1 rules; nft backend: 1 rules"),
         "{c:?}"
@@ -152,27 +146,24 @@ fn kube_chains_without_kube_mark_drop_are_flagged() {
     let (n, _p) = node();
     n.exec(&["iptables-nft", "-N", "KUBE-SERVICES"]).unwrap();
     let checks = live_checks(&n);
-    let c = check(&checks, "kube_mark_drop");
-    assert_eq!(c.status, Status::Warn, "{c:?}");
+    let c = check(&checks, "kube_mark_drop", Status::Warn);
     assert!(c.summary.contains("iptables-nft-save"), "{c:?}");
     n.exec(&["iptables-nft", "-N", "KUBE-MARK-DROP"]).unwrap();
     let checks = live_checks(&n);
-    assert_eq!(check(&checks, "kube_mark_drop").status, Status::Ok);
+    check(&checks, "kube_mark_drop", Status::Ok);
 }
 
 #[test]
 fn a_missing_tool_is_skipped_with_the_reason() {
     let tree = Tree::new(&[("links", "1 lo - 65536\n")]);
     let checks = doctor::run_checks(&tree.host());
-    let c = check(&checks, "iptables_backends");
-    assert_eq!(c.status, Status::Skipped, "{c:?}");
+    let c = check(&checks, "iptables_backends", Status::Skipped);
     assert!(
         c.summary.contains("iptables-legacy-save not installed"),
         "{c:?}"
     );
     // Nothing readable: every check still answers.
-    let c = check(&checks, "ipv6_route_cache");
-    assert_eq!(c.status, Status::Skipped, "{c:?}");
+    check(&checks, "ipv6_route_cache", Status::Skipped);
 }
 
 // pktguard itself and the CLI --------------------------------------------
@@ -188,8 +179,7 @@ fn stale_pktguard_state_warns() {
     ]);
     // A fixture counts every state file as running...
     let checks = doctor::run_checks(&tree.host());
-    let c = check(&checks, "pktguard");
-    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let c = check(&checks, "pktguard", Status::Ok);
     assert!(c.evidence[0].contains("MSS clamp 1400/1380"), "{c:?}");
     // ...a live host only those whose lock is held.
     let (n, _p) = node();
@@ -199,8 +189,7 @@ fn stale_pktguard_state_warns() {
     let stale = dir.join(format!("{key}.lock"));
     fs::write(&stale, "pid=4242\niface=u0\n").unwrap();
     let checks = live_checks(&n);
-    let c = check(&checks, "pktguard");
-    assert_eq!(c.status, Status::Warn, "{c:?}");
+    check(&checks, "pktguard", Status::Warn);
     // Left by `run --persist`: pinned on purpose, not stale.
     fs::write(
         &stale,
@@ -209,8 +198,7 @@ fn stale_pktguard_state_warns() {
     .unwrap();
     let checks = live_checks(&n);
     let _ = fs::remove_file(&stale);
-    let c = check(&checks, "pktguard");
-    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let c = check(&checks, "pktguard", Status::Ok);
     assert!(c.evidence[0].contains("pinned, no daemon"), "{c:?}");
 }
 

@@ -19,8 +19,7 @@ fn vxlan_larger_than_its_underlay_fails() {
     vxlan(&n, 1450);
     n.ip(&["link", "set", "u0", "mtu", "1400"]).unwrap();
     let checks = live_checks(&n);
-    let c = check(&checks, "tunnel_mtu");
-    assert_eq!(c.status, Status::Fail, "{c:?}");
+    let c = check(&checks, "tunnel_mtu", Status::Fail);
     assert!(
         c.fix.contains(&"ip link set dev vx0 mtu 1350".to_string()),
         "{c:?}"
@@ -45,8 +44,7 @@ fn vxlan_larger_than_its_underlay_fails() {
     .unwrap();
     n.ip(&["link", "set", "vx1", "mtu", "1500", "up"]).unwrap();
     let checks = live_checks(&n);
-    let c = check(&checks, "tunnel_mtu");
-    assert_eq!(c.status, Status::Fail, "{c:?}");
+    let c = check(&checks, "tunnel_mtu", Status::Fail);
     assert!(c.evidence[0].contains("over u0 (MTU 1500)"), "{c:?}");
 }
 
@@ -55,7 +53,7 @@ fn vxlan_that_fits_is_ok_until_a_pod_is_larger() {
     let (n, _p) = node();
     vxlan(&n, 1450);
     let c = live_checks(&n);
-    assert_eq!(check(&c, "tunnel_mtu").status, Status::Ok, "{c:?}");
+    check(&c, "tunnel_mtu", Status::Ok);
     // A pod-side veth of 1500 behind a 1450 tunnel: a warning, until
     // pktguard clamps the MSS.
     let pod = ns("docpod");
@@ -65,18 +63,16 @@ fn vxlan_that_fits_is_ok_until_a_pod_is_larger() {
     )
     .unwrap();
     let checks = live_checks(&n);
-    let c = check(&checks, "tunnel_mtu");
-    assert_eq!(c.status, Status::Warn, "{c:?}");
+    let c = check(&checks, "tunnel_mtu", Status::Warn);
     assert!(c.fix[0].contains("--tunnel-dev vx0"), "{c:?}");
     let guard = Running::start(&n, &["--iface", "pod0", "--tunnel-dev", "vx0"]).unwrap();
     let checks = live_checks(&n);
-    let c = check(&checks, "tunnel_mtu");
-    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let c = check(&checks, "tunnel_mtu", Status::Ok);
     assert!(
         c.evidence.iter().any(|e| e.contains("pktguard clamps MSS")),
         "{c:?}"
     );
-    let p = check(&checks, "pktguard");
+    let p = check(&checks, "pktguard", Status::Ok);
     assert!(p.summary.contains("1 interface"), "{p:?}");
     assert!(
         p.evidence
@@ -111,8 +107,7 @@ fn vxlan_csum_offload_is_ok_on_a_fixed_kernel() {
     vxlan(&n, 1450);
     masquerade_random_fully(&n);
     let checks = live_checks(&n);
-    let c = check(&checks, "vxlan_csum");
-    assert_eq!(c.status, Status::Ok, "{c:?}");
+    let c = check(&checks, "vxlan_csum", Status::Ok);
     assert!(
         c.evidence
             .iter()
@@ -137,8 +132,7 @@ fn vxlan_csum_offload_with_random_fully_on_4_19_fails_and_fix_turns_it_off() {
         "4.19.90-24.4.v2101.ky10.x86_64\n",
     )]);
     let checks = overlay_checks(&n, &tree);
-    let c = check(&checks, "vxlan_csum");
-    assert_eq!(c.status, Status::Fail, "{c:?}");
+    let c = check(&checks, "vxlan_csum", Status::Fail);
     assert_eq!(c.fix, ["ethtool -K vx0 tx-checksum-ip-generic off"]);
     let root = tree.0.clone();
     let (changed, failed) = n
@@ -162,7 +156,7 @@ fn vxlan_csum_offload_with_random_fully_on_4_19_fails_and_fix_turns_it_off() {
         .unwrap();
     assert!(!off.active, "{off:?}");
     let checks = overlay_checks(&n, &tree);
-    assert_eq!(check(&checks, "vxlan_csum").status, Status::Ok);
+    check(&checks, "vxlan_csum", Status::Ok);
 }
 
 // Incident 5 -------------------------------------------------------------
