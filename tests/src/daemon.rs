@@ -4,7 +4,7 @@
 use std::{
     io::{BufRead as _, BufReader},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
     sync::mpsc,
     time::Duration,
 };
@@ -29,6 +29,21 @@ pub fn pktguard_in(ns: &Netns, args: &[&str]) -> Command {
         .arg(pktguard_bin())
         .args(args);
     c
+}
+
+/// Runs `cmd` (`what` names it in a panic) and asserts that it exits 0;
+/// a failure shows its stderr and stdout.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
 }
 
 /// A `pktguard run` in the background, stopped (SIGTERM) when dropped.

@@ -13,7 +13,7 @@ mod prog;
 pub mod rate;
 mod traffic;
 
-pub use daemon::{Running, START_LIMIT, pktguard_bin, pktguard_in};
+pub use daemon::{Running, START_LIMIT, pktguard_bin, pktguard_in, run_ok};
 pub use kernel::{has_tcx, kernel_at_least, tc_programs};
 pub use output::{DropsWatch, events_json, stats_counter, stats_json};
 pub use prog::{Loaded, Ran, Table};

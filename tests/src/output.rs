@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use guard_user::lab::netns::Netns;
 
-use crate::daemon::{pktguard_in, wait_timeout};
+use crate::daemon::{pktguard_in, run_ok, wait_timeout};
 
 /// A counter from `pktguard stats --json`: `section` is "hooks" (the clamp)
 /// or "csum" (the repair).
@@ -35,14 +35,7 @@ pub fn stats_counter(json: &str, iface: &str, section: &str, hook: &str, name: &
 
 /// `pktguard stats --json` run in `ns`.
 pub fn stats_json(ns: &Netns) -> String {
-    let out = pktguard_in(ns, &["stats", "--json"])
-        .output()
-        .expect("pktguard stats");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&mut pktguard_in(ns, &["stats", "--json"]), "pktguard stats");
     String::from_utf8(out.stdout).expect("utf-8")
 }
 

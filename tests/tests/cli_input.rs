@@ -6,7 +6,7 @@ use std::fs;
 
 use guard_user::lab::netns::{self, VethEnd};
 use pktguard_tests::cli::{IFACE, fails, host, leftovers};
-use pktguard_tests::{Running, kernel_at_least, pktguard_in};
+use pktguard_tests::{Running, kernel_at_least, pktguard_in, run_ok};
 
 #[test]
 fn bad_input_gets_one_clear_line_and_nothing_attached() {
@@ -204,10 +204,10 @@ fn bad_daemon_input_is_refused_and_nothing_is_attached() {
             "{args:?} left something attached"
         );
     }
-    let out = pktguard_in(&ns, &["config", "check", &good])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let out = run_ok(
+        &mut pktguard_in(&ns, &["config", "check", &good]),
+        "config check",
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 1 interface"));
     let _ = fs::remove_dir_all(&dir);
 }

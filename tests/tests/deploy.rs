@@ -15,15 +15,11 @@ fn deploy(file: &str) -> PathBuf {
 
 #[test]
 fn daemonset_is_yamllint_clean() {
-    let out = std::process::Command::new("yamllint")
-        .args(["-s", "-f", "parsable"])
-        .arg(deploy("daemonset.yaml"))
-        .output()
-        .expect("yamllint (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    pktguard_tests::run_ok(
+        std::process::Command::new("yamllint")
+            .args(["-s", "-f", "parsable"])
+            .arg(deploy("daemonset.yaml")),
+        "yamllint (cargo xtask setup installs it)",
     );
 }
 
