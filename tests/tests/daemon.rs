@@ -17,7 +17,9 @@ use guard_user::lab::{
     mss::{NODE_CLIENT_IF, TunnelLab, tcp_maxseg},
     netns::Netns,
 };
-use pktguard_tests::{Running, START_LIMIT, pktguard_in, stats_counter, stats_json, tc_programs};
+use pktguard_tests::{
+    Running, START_LIMIT, pktguard_in, run_ok, stats_counter, stats_json, tc_programs,
+};
 
 const MB: usize = 1 << 20;
 const DONE: Duration = Duration::from_secs(30);
@@ -47,19 +49,31 @@ fn start(lab: &TunnelLab, args: &[String]) -> Running {
     Running::start(&lab.node, &a).unwrap()
 }
 
-/// Detaches whatever a test left pinned in `ns`, even when it fails
-/// (declare it after the lab: it must go before the namespaces).
-struct Detach<'a>(&'a Netns);
+/// A lab whose node is detached (`detach --all`) when dropped, even when
+/// the test fails, before its namespaces go: for tests that pin.
+struct PinnedLab(TunnelLab);
 
-impl Drop for Detach<'_> {
+impl PinnedLab {
+    fn new() -> PinnedLab {
+        PinnedLab(TunnelLab::new().unwrap())
+    }
+}
+
+impl std::ops::Deref for PinnedLab {
+    type Target = TunnelLab;
+    fn deref(&self) -> &TunnelLab {
+        &self.0
+    }
+}
+
+impl Drop for PinnedLab {
     fn drop(&mut self) {
-        let _ = pktguard_in(self.0, &["detach", "--all"]).output();
+        let _ = pktguard_in(&self.0.node, &["detach", "--all"]).output();
     }
 }
 
 fn detach_all(ns: &Netns) {
-    let out = pktguard_in(ns, &["detach", "--all"]).output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+    run_ok(&mut pktguard_in(ns, &["detach", "--all"]), "detach --all");
 }
 
 /// kill -9 during service: the pinned programs go on clamping and
@@ -67,8 +81,7 @@ fn detach_all(ns: &Netns) {
 /// `detach --all` leaves nothing.
 #[test]
 fn kill_9_keeps_clamping_and_restart_adopts_the_pins() {
-    let lab = TunnelLab::new().unwrap();
-    let _cleanup = Detach(&lab.node);
+    let lab = PinnedLab::new();
     let args = run_args(&[]);
     let first = start(&lab, &args);
     let before = tc_programs(&lab.node, NODE_CLIENT_IF);
@@ -125,8 +138,7 @@ fn kill_9_keeps_clamping_and_restart_adopts_the_pins() {
 /// connection's MSS is within the clamp.
 #[test]
 fn replacing_the_programs_under_traffic_lets_no_syn_escape() {
-    let lab = TunnelLab::new().unwrap();
-    let _cleanup = Detach(&lab.node);
+    let lab = PinnedLab::new();
     let args = run_args(&[]);
     let first = start(&lab, &args);
     let addr = SocketAddr::new(TunnelLab::pod_addr(false), 8081);
