@@ -18,6 +18,21 @@ fn deliver(lab: &mut GsoLab, frame: &[u8], gso_type: u8, gso_size: u16) -> (u64,
     (p1 - p0, b1 - b0)
 }
 
+/// `pktguard run --gso-guard MODE` on the tap.
+fn start_guard(lab: &GsoLab, mode: &str) -> Running {
+    Running::start(&lab.node, &["--iface", TAP_IF, "--gso-guard", mode]).unwrap()
+}
+
+/// Asserts the guard's GSO counters named in `want`, then stops it.
+#[track_caller]
+fn stop_with_counters(guard: Running, lab: &GsoLab, want: &[(&str, u64)]) {
+    let json = stats_json(&lab.node);
+    for &(name, n) in want {
+        assert_eq!(gso_counter(&json, name), n, "{name}: {json}");
+    }
+    guard.stop_ok();
+}
+
 fn gso_counter(json: &str, name: &str) -> u64 {
     let at = json.find("\"gso\":{").expect("gso stats");
     let rest = &json[at..];
@@ -47,7 +62,7 @@ fn valid_aggregates_pass_and_gso_size_1_is_dropped() {
         "gso_size 1 did not amplify: {without_bad:?}"
     );
 
-    let guard = Running::start(&lab.node, &["--iface", TAP_IF, "--gso-guard", "drop"]).unwrap();
+    let guard = start_guard(&lab, "drop");
     let with_valid = deliver(&mut lab, &big, VIRTIO_NET_HDR_GSO_TCPV4, 1448);
     let with_bad = deliver(&mut lab, &small, VIRTIO_NET_HDR_GSO_TCPV4, 1);
     assert_eq!(
@@ -58,10 +73,7 @@ fn valid_aggregates_pass_and_gso_size_1_is_dropped() {
         with_bad.0, 0,
         "the malformed aggregate got through: {with_bad:?}"
     );
-    let json = stats_json(&lab.node);
-    assert_eq!(gso_counter(&json, "gso_ok"), 1, "{json}");
-    assert_eq!(gso_counter(&json, "gso_size_too_small"), 1, "{json}");
-    guard.stop_ok();
+    stop_with_counters(guard, &lab, &[("gso_ok", 1), ("gso_size_too_small", 1)]);
 }
 
 /// GRO super-packets of about 64 KB at MSS 536 and 1448, IPv4 and IPv6, are
@@ -85,15 +97,13 @@ fn legitimate_64k_aggregates_are_never_dropped() {
         let want = (payload as u64).div_ceil(*size as u64);
         assert_eq!(got.0, want, "gso type {t}, gso_size {size}: {got:?}");
     }
-    let guard = Running::start(&lab.node, &["--iface", TAP_IF, "--gso-guard", "drop"]).unwrap();
+    let guard = start_guard(&lab, "drop");
     let with: Vec<_> = cases
         .iter()
         .map(|(f, t, s)| deliver(&mut lab, f, *t, *s))
         .collect();
     assert_eq!(with, without);
-    let json = stats_json(&lab.node);
-    assert_eq!(gso_counter(&json, "gso_ok"), cases.len() as u64, "{json}");
-    guard.stop_ok();
+    stop_with_counters(guard, &lab, &[("gso_ok", cases.len() as u64)]);
 }
 
 /// The tap takes a gso_type that does not match the packet: TCPv4 GSO on an
@@ -109,7 +119,7 @@ fn mismatched_gso_types_are_dropped_under_their_own_reason() {
     let without_udp = deliver(&mut lab, &udp, VIRTIO_NET_HDR_GSO_TCPV4, 1448);
     eprintln!("without the guard: TCPv4 on IPv6 -> {without_v6:?}, on UDP -> {without_udp:?}");
 
-    let guard = Running::start(&lab.node, &["--iface", TAP_IF, "--gso-guard", "drop"]).unwrap();
+    let guard = start_guard(&lab, "drop");
     let with_v6 = deliver(&mut lab, &v6, VIRTIO_NET_HDR_GSO_TCPV4, 1448);
     let with_udp = deliver(&mut lab, &udp, VIRTIO_NET_HDR_GSO_TCPV4, 1448);
     assert_eq!(with_v6, (0, 0), "TCPv4 GSO on IPv6 got through");
@@ -121,11 +131,11 @@ fn mismatched_gso_types_are_dropped_under_their_own_reason() {
         4000u64.div_ceil(1448),
         "valid TCPv6 aggregate: {ok:?}"
     );
-    let json = stats_json(&lab.node);
-    assert_eq!(gso_counter(&json, "gso_type_vs_ip"), 1, "{json}");
-    assert_eq!(gso_counter(&json, "gso_type_vs_l4"), 1, "{json}");
-    assert_eq!(gso_counter(&json, "gso_ok"), 1, "{json}");
-    guard.stop_ok();
+    stop_with_counters(
+        guard,
+        &lab,
+        &[("gso_type_vs_ip", 1), ("gso_type_vs_l4", 1), ("gso_ok", 1)],
+    );
 }
 
 /// flag counts a malformed packet and lets it go on; the tap itself refuses
@@ -134,15 +144,12 @@ fn mismatched_gso_types_are_dropped_under_their_own_reason() {
 fn flag_counts_and_passes_and_the_tap_refuses_gso_size_0() {
     let mut lab = GsoLab::new().expect("lab namespaces");
     let small = lab.tcp4_frame(1000);
-    let guard = Running::start(&lab.node, &["--iface", TAP_IF, "--gso-guard", "flag"]).unwrap();
+    let guard = start_guard(&lab, "flag");
     let got = deliver(&mut lab, &small, VIRTIO_NET_HDR_GSO_TCPV4, 1);
     assert!(got.0 >= 900, "flag must let it through: {got:?}");
     assert!(
         lab.inject(&small, VIRTIO_NET_HDR_GSO_TCPV4, 0).is_err(),
         "the tap took gso_size 0"
     );
-    let json = stats_json(&lab.node);
-    assert_eq!(gso_counter(&json, "gso_size_too_small"), 1, "{json}");
-    assert_eq!(gso_counter(&json, "gso_seen"), 1, "{json}");
-    guard.stop_ok();
+    stop_with_counters(guard, &lab, &[("gso_size_too_small", 1), ("gso_seen", 1)]);
 }
