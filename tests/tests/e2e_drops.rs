@@ -101,6 +101,22 @@ fn is(row: &serde_json::Value, reason: &str, functions: &[&str], iface: &str) ->
         && row["total"].as_u64().unwrap_or(0) >= SENT
 }
 
+/// Watches `at` (with `args`) while `send` runs: the row of `reason` in one
+/// of `functions` on b0, counted at least once per packet sent.
+#[track_caller]
+fn dropped_as(
+    at: &Netns,
+    args: &[&str],
+    send: impl FnOnce(),
+    reason: &str,
+    functions: &[&str],
+) -> serde_json::Value {
+    let w = DropsWatch::start(at, args).unwrap();
+    send();
+    w.wait_for(WAIT, |r| is(r, reason, functions, "b0"))
+        .unwrap()
+}
+
 /// Incident 2's path: a forwarded IPv6 packet to a destination behind an
 /// `unreachable` route dies in ip6_pkt_drop. The tracepoint's location is a
 /// return address: where ip6_pkt_drop ends in a tail call to the free (6.x),
@@ -113,19 +129,14 @@ fn ipv6_unreachable_route_drops_in_ip6_pkt_drop() {
         .unwrap();
     a.ip(&["-6", "route", "add", "fd99::/64", "via", "fd77::2"])
         .unwrap();
-    let w = DropsWatch::start(&b, &["--iface", "b0"]).unwrap();
     let to = SocketAddr::new(IpAddr::V6("fd99::1".parse::<Ipv6Addr>().unwrap()), 9);
-    udp_flood(&a, to, 100, false);
-    let row = w
-        .wait_for(WAIT, |r| {
-            is(
-                r,
-                "IP_INNOROUTES",
-                &["ip6_pkt_drop", "ip6_pkt_discard"],
-                "b0",
-            )
-        })
-        .unwrap();
+    let row = dropped_as(
+        &b,
+        &["--iface", "b0"],
+        || udp_flood(&a, to, 100, false),
+        "IP_INNOROUTES",
+        &["ip6_pkt_drop", "ip6_pkt_discard"],
+    );
     assert_eq!(row["protocol"], "ipv6");
     assert!(
         row["location"].as_str().unwrap().starts_with("ip6_pkt_"),
@@ -168,10 +179,13 @@ fn bad_tcp_checksum_is_tcp_csum() {
 #[test]
 fn udp_to_a_closed_port_is_no_socket() {
     let (a, b) = pair(1500);
-    let w = DropsWatch::start(&b, &with_reason(vec!["--iface", "b0"], "NO_SOCKET")).unwrap();
-    udp_flood(&a, "10.77.0.2:9".parse().unwrap(), 100, false);
-    w.wait_for(WAIT, |r| is(r, "NO_SOCKET", &["__udp4_lib_rcv"], "b0"))
-        .unwrap();
+    dropped_as(
+        &b,
+        &with_reason(vec!["--iface", "b0"], "NO_SOCKET"),
+        || udp_flood(&a, "10.77.0.2:9".parse().unwrap(), 100, false),
+        "NO_SOCKET",
+        &["__udp4_lib_rcv"],
+    );
 }
 
 /// A forwarded IPv4 packet with DF set, larger than the next hop's MTU.
@@ -188,10 +202,13 @@ fn forwarded_df_packet_over_the_mtu_is_pkt_too_big() {
     r.sysctl("net.ipv4.ip_forward", "1").unwrap();
     a.ip(&["route", "add", "10.78.0.0/24", "via", "10.77.0.2"])
         .unwrap();
-    let w = DropsWatch::start(&r, &["--iface", "b0"]).unwrap();
-    udp_flood(&a, "10.78.0.2:9".parse().unwrap(), 1400, true);
-    w.wait_for(WAIT, |row| is(row, "PKT_TOO_BIG", &["ip_forward"], "b0"))
-        .unwrap();
+    dropped_as(
+        &r,
+        &["--iface", "b0"],
+        || udp_flood(&a, "10.78.0.2:9".parse().unwrap(), 1400, true),
+        "PKT_TOO_BIG",
+        &["ip_forward"],
+    );
 }
 
 /// An nftables rule that drops: in nf_hook_slow, or (nf_tables on newer
@@ -206,12 +223,13 @@ fn nftables_drop_is_netfilter_drop() {
          add rule inet pgdrop input udp dport 7777 drop",
     ])
     .unwrap();
-    let w = DropsWatch::start(&b, &["--iface", "b0"]).unwrap();
-    udp_flood(&a, "10.77.0.2:7777".parse().unwrap(), 100, false);
-    w.wait_for(WAIT, |r| {
-        is(r, "NETFILTER_DROP", &["nf_hook_slow", "nft_do_chain"], "b0")
-    })
-    .unwrap();
+    dropped_as(
+        &b,
+        &["--iface", "b0"],
+        || udp_flood(&a, "10.77.0.2:7777".parse().unwrap(), 100, false),
+        "NETFILTER_DROP",
+        &["nf_hook_slow", "nft_do_chain"],
+    );
 }
 
 /// Bad input: one line naming the problem, a failing exit.
