@@ -103,7 +103,7 @@ named_enum! {
     /// What the overlay checksum repair did with one packet (one per packet).
     /// `name()` is the reported counter's (`vxlan_seen` is the sum of all
     /// but `NotVxlan`).
-    pub enum CsumOutcome: u32, indexed by Hook {
+    pub enum RepairOutcome: u32, indexed by Hook {
         /// Not UDP to a VXLAN port from a peer range: none of its business,
         /// and not counted (the programs skip the increment).
         NotVxlan = 0 => "not_vxlan",
@@ -126,7 +126,7 @@ named_enum! {
 }
 
 /// Number of entries of the repair's counter map.
-pub const CSUM_COUNTER_ENTRIES: u32 = (Hook::COUNT * CsumOutcome::COUNT) as u32;
+pub const CSUM_COUNTER_ENTRIES: u32 = (Hook::COUNT * RepairOutcome::COUNT) as u32;
 
 named_enum! {
     /// What the GSO guard found in one packet (counted once per GSO packet).

@@ -15,7 +15,7 @@ pub struct Event {
     pub family: u8,
     /// IPPROTO_TCP / IPPROTO_UDP.
     pub proto: u8,
-    /// The outcome (GsoOutcome for GSO events, CsumOutcome, MssOutcome).
+    /// The outcome (GsoOutcome for GSO events, RepairOutcome, MssOutcome).
     pub reason: u32,
     /// IPv4 addresses in the first 4 bytes.
     pub saddr: [u8; 16],

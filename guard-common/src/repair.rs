@@ -2,7 +2,7 @@
 
 named_enum! {
     /// How a repaired outer checksum is written.
-    pub enum CsumMode: u8 {
+    pub enum RepairWrite: u8 {
         /// The correct checksum, computed over the datagram.
         Recompute = 0 => "recompute",
         /// 0, "no checksum" (IPv4 outer only; IPv6 outers are recomputed).
@@ -16,10 +16,10 @@ pub const MAX_VXLAN_PORTS: usize = 4;
 /// The repair configuration: entry 0 of [`CSUM_CONFIG_MAP`](crate::CSUM_CONFIG_MAP).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CsumConfig {
+pub struct RepairConfig {
     /// UDP destination ports, host order; 0 = unused slot.
     pub ports: [u16; MAX_VXLAN_PORTS],
-    /// A [`CsumMode`] value.
+    /// A [`RepairWrite`] value.
     pub mode: u8,
     /// 1: any IPv4 (IPv6) peer; 0: only peers in the PEERS_V4 (V6) trie.
     pub any_peer_v4: u8,
@@ -27,4 +27,4 @@ pub struct CsumConfig {
     pub _pad: [u8; 5],
 }
 
-pod!(CsumConfig, 16);
+pod!(RepairConfig, 16);

@@ -8,7 +8,7 @@
 //! (what `bpf_csum_diff` returns); a sum is valid when it folds to 0xffff,
 //! whatever the byte order.
 
-use guard_common::{CsumConfig, CsumMode, CsumOutcome, LinkKind, MAX_VXLAN_PORTS};
+use guard_common::{LinkKind, MAX_VXLAN_PORTS, RepairConfig, RepairOutcome, RepairWrite};
 
 use crate::{
     csum::fold64,
@@ -86,12 +86,12 @@ struct Outer {
 
 enum Step<T> {
     Go(T),
-    Done(CsumOutcome),
+    Done(RepairOutcome),
 }
 
 #[inline(always)]
 fn outer(c: &Cursor, link: LinkKind) -> Step<Outer> {
-    use CsumOutcome::*;
+    use RepairOutcome::*;
     let (ip, ethertype) = if link == LinkKind::RawIp {
         let Some(w) = c.be16_at(0) else {
             return Step::Done(NotVxlan);
@@ -154,7 +154,7 @@ fn outer(c: &Cursor, link: LinkKind) -> Step<Outer> {
 }
 
 #[inline(always)]
-fn port_matches(cfg: &CsumConfig, port: u16) -> bool {
+fn port_matches(cfg: &RepairConfig, port: u16) -> bool {
     let mut i = 0;
     while i < MAX_VXLAN_PORTS {
         if cfg.ports[i] != 0 && cfg.ports[i] == port {
@@ -178,8 +178,8 @@ struct Inner {
 /// Ethernet) of a datagram ending at `end`: only one that fills the datagram
 /// exactly, with a checksum that can prove anything, qualifies.
 #[inline(always)]
-fn inner_segment(c: &Cursor, inner: usize, end: usize) -> Result<Inner, CsumOutcome> {
-    use CsumOutcome::*;
+fn inner_segment(c: &Cursor, inner: usize, end: usize) -> Result<Inner, RepairOutcome> {
+    use RepairOutcome::*;
     let ethertype = c.be16_at(inner + 12).ok_or(Truncated)?;
     let ip = inner + ETH_HLEN;
     let seg = match ethertype {
@@ -239,10 +239,10 @@ fn inner_segment(c: &Cursor, inner: usize, end: usize) -> Result<Inner, CsumOutc
 pub fn repair<'a, D: Datagram>(
     d: &mut D,
     link: LinkKind,
-    config: impl FnOnce() -> Option<&'a CsumConfig>,
+    config: impl FnOnce() -> Option<&'a RepairConfig>,
     peer_ok: impl FnOnce(Peer<'_>) -> bool,
-) -> CsumOutcome {
-    use CsumOutcome::*;
+) -> RepairOutcome {
+    use RepairOutcome::*;
     let c = d.cursor();
     let o = match outer(&c, link) {
         Step::Go(o) => o,
@@ -321,7 +321,7 @@ pub fn repair<'a, D: Datagram>(
     if fold64(inner_body as u64 + inner_pseudo as u64) != 0xffff {
         return InnerBad;
     }
-    let new = if cfg.mode == CsumMode::Zero as u8 && !o.v6 {
+    let new = if cfg.mode == RepairWrite::Zero as u8 && !o.v6 {
         0
     } else {
         // The sum without the field, complemented; UDP sends 0 as 0xffff.
@@ -393,15 +393,15 @@ mod tests {
     use super::*;
     use crate::testpkt::{self, Vxlan};
 
-    const CFG: CsumConfig = CsumConfig {
+    const CFG: RepairConfig = RepairConfig {
         ports: [4789, 8472, 0, 0],
-        mode: CsumMode::Recompute as u8,
+        mode: RepairWrite::Recompute as u8,
         any_peer_v4: 1,
         any_peer_v6: 1,
         _pad: [0; 5],
     };
 
-    fn run(f: &mut [u8], cfg: &CsumConfig) -> CsumOutcome {
+    fn run(f: &mut [u8], cfg: &RepairConfig) -> RepairOutcome {
         repair(
             &mut SliceDatagram::new(f),
             LinkKind::Ethernet,
@@ -412,11 +412,11 @@ mod tests {
 
     #[test]
     fn case_table() {
-        for case in testpkt::csum_cases() {
+        for case in testpkt::repair_cases() {
             let mut f = case.frame.clone();
             assert_eq!(run(&mut f, &CFG), case.outcome, "{}", case.name);
             assert_eq!(f, case.out, "{}: output frame", case.name);
-            if case.outcome == CsumOutcome::OuterRepaired {
+            if case.outcome == RepairOutcome::OuterRepaired {
                 assert!(testpkt::outer_checksum_ok(&f), "{}", case.name);
             }
         }
@@ -424,8 +424,8 @@ mod tests {
 
     #[test]
     fn zero_mode_on_ipv4_recompute_on_ipv6() {
-        let cfg = CsumConfig {
-            mode: CsumMode::Zero as u8,
+        let cfg = RepairConfig {
+            mode: RepairWrite::Zero as u8,
             ..CFG
         };
         let tcp = testpkt::Segment::syn(&testpkt::mss(1460)).build();
@@ -433,7 +433,7 @@ mod tests {
         v4.zero_csum = true;
         let mut f = v4.build();
         testpkt::double_snat(&mut f);
-        assert_eq!(run(&mut f, &cfg), CsumOutcome::OuterRepaired);
+        assert_eq!(run(&mut f, &cfg), RepairOutcome::OuterRepaired);
         let u = testpkt::outer_udp(&f);
         assert_eq!(f[u + 6..u + 8], [0, 0]);
         let mut v6 = Vxlan::new(tcp);
@@ -441,13 +441,13 @@ mod tests {
         v6.zero_csum = true;
         let mut f = v6.build();
         testpkt::double_snat(&mut f);
-        assert_eq!(run(&mut f, &cfg), CsumOutcome::OuterRepaired);
+        assert_eq!(run(&mut f, &cfg), RepairOutcome::OuterRepaired);
         assert!(testpkt::outer_checksum_ok(&f));
     }
 
     #[test]
     fn peers_outside_the_ranges_are_not_touched() {
-        let cfg = CsumConfig {
+        let cfg = RepairConfig {
             any_peer_v4: 0,
             ..CFG
         };
@@ -462,7 +462,7 @@ mod tests {
             || Some(&cfg),
             |p| matches!(p, Peer::V4(a) if a[..3] == [10, 0, 0]),
         );
-        assert_eq!(out, CsumOutcome::NotVxlan);
+        assert_eq!(out, RepairOutcome::NotVxlan);
         assert_eq!(f, before);
         let out = repair(
             &mut SliceDatagram::new(&mut f),
@@ -470,6 +470,6 @@ mod tests {
             || Some(&cfg),
             |p| matches!(p, Peer::V4(a) if a[..3] == [192, 168, 99]),
         );
-        assert_eq!(out, CsumOutcome::OuterRepaired);
+        assert_eq!(out, RepairOutcome::OuterRepaired);
     }
 }

@@ -248,9 +248,9 @@ impl Loaded {
     }
 
     /// The checksum repair's outcome counts per hook.
-    pub fn csum_counters(&self) -> Result<Vec<guard_user::guard::counters::CsumHookStats>> {
+    pub fn repair_counters(&self) -> Result<Vec<guard_user::guard::counters::RepairHookStats>> {
         self.read_counters(guard_common::CSUM_COUNTERS_MAP, |m| {
-            guard_user::guard::counters::csum_hook_stats(m)
+            guard_user::guard::counters::repair_hook_stats(m)
         })
     }
 
@@ -272,7 +272,7 @@ impl Loaded {
     }
 
     /// Sets the repair configuration.
-    pub fn set_repair(&mut self, cfg: guard_common::CsumConfig) -> Result<()> {
+    pub fn set_repair(&mut self, cfg: guard_common::RepairConfig) -> Result<()> {
         self.set_map(guard_common::CSUM_CONFIG_MAP, cfg)
     }
 }

@@ -159,16 +159,16 @@ pub fn with_outer_fixed(frame: &[u8]) -> Vec<u8> {
 
 /// A row of the repair's table.
 #[derive(Clone, Debug)]
-pub struct CsumCase {
+pub struct RepairCase {
     pub name: String,
     pub frame: Vec<u8>,
-    pub outcome: guard_common::CsumOutcome,
+    pub outcome: guard_common::RepairOutcome,
     pub out: Vec<u8>,
 }
 
 /// The repair's cases, for ports 4789/8472, any peer, mode recompute.
-pub fn csum_cases() -> Vec<CsumCase> {
-    use guard_common::CsumOutcome::*;
+pub fn repair_cases() -> Vec<RepairCase> {
+    use guard_common::RepairOutcome::*;
     let tcp4 = Segment::syn(&mss(1460)).payload(&[7; 301]).build();
     let tcp6 = Segment::syn(&mss(1460)).v6().payload(&[7; 300]).build();
     let mangled = |v: &Vxlan| {
@@ -178,13 +178,13 @@ pub fn csum_cases() -> Vec<CsumCase> {
         double_snat(&mut f);
         f
     };
-    let same = |name: &str, frame: Vec<u8>, outcome| CsumCase {
+    let same = |name: &str, frame: Vec<u8>, outcome| RepairCase {
         name: name.into(),
         out: frame.clone(),
         frame,
         outcome,
     };
-    let repaired = |name: &str, frame: Vec<u8>| CsumCase {
+    let repaired = |name: &str, frame: Vec<u8>| RepairCase {
         name: name.into(),
         out: with_outer_fixed(&frame),
         frame,

@@ -16,7 +16,7 @@ use aya::maps::{
     perf::{PerfEvent, PerfEventArrayBuffer},
 };
 use guard_common::{
-    CsumOutcome, Event, EventKind, GsoOutcome, Hook, MssOutcome, PIN_DIR, PIN_EVENTS,
+    Event, EventKind, GsoOutcome, Hook, MssOutcome, PIN_DIR, PIN_EVENTS, RepairOutcome,
 };
 
 use super::json_str;
@@ -96,7 +96,7 @@ fn reason_name(kind: Option<EventKind>, r: u32) -> &'static str {
             .iter()
             .find(|o| **o as u32 == r)
             .map_or("?", |o| o.name()),
-        Some(EventKind::Repaired) => CsumOutcome::ALL
+        Some(EventKind::Repaired) => RepairOutcome::ALL
             .iter()
             .find(|o| **o as u32 == r)
             .map_or("?", |o| o.name()),

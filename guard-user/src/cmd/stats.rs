@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
-use guard_common::{CsumOutcome, GsoOutcome, Hook, MssCounter};
+use guard_common::{GsoOutcome, Hook, MssCounter, RepairOutcome};
 
 use super::json_str;
 use crate::guard::counters::{self, IfaceStats};
@@ -61,7 +61,7 @@ pub fn render_table(stats: &[IfaceStats]) -> String {
         }
         if !i.csum.is_empty() {
             s.push_str(&format!("{:<16} {:<12} {:>10}", "", "REPAIR", "vxlan_seen"));
-            for o in &CsumOutcome::ALL[1..] {
+            for o in &RepairOutcome::ALL[1..] {
                 s.push_str(&format!(" {:>22}", o.name()));
             }
             s.push('\n');
@@ -79,7 +79,7 @@ pub fn render_table(stats: &[IfaceStats]) -> String {
                     h.hook.name(),
                     h.vxlan_seen()
                 ));
-                for o in &CsumOutcome::ALL[1..] {
+                for o in &RepairOutcome::ALL[1..] {
                     s.push_str(&format!(" {:>22}", h.get(*o)));
                 }
                 s.push('\n');
@@ -139,7 +139,7 @@ pub fn render_json(stats: &[IfaceStats]) -> String {
                 .map(|h| {
                     let mut fields = vec![format!("\"vxlan_seen\":{}", h.vxlan_seen())];
                     fields.extend(
-                        CsumOutcome::ALL[1..]
+                        RepairOutcome::ALL[1..]
                             .iter()
                             .map(|o| format!("\"{}\":{}", o.name(), h.get(*o))),
                     );

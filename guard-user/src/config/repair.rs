@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use anyhow::{Context as _, Result, bail};
-use guard_common::{CsumConfig, CsumMode, MAX_VXLAN_PORTS};
+use guard_common::{MAX_VXLAN_PORTS, RepairConfig, RepairWrite};
 
 /// flannel's VXLAN port (the Linux default) and the IANA one.
 pub const DEFAULT_VXLAN_PORTS: [u16; 2] = [8472, 4789];
@@ -80,15 +80,15 @@ impl RepairSpec {
     }
 
     /// The map record. With no range of a family, any peer of it matches.
-    pub fn config(&self) -> CsumConfig {
+    pub fn config(&self) -> RepairConfig {
         let mut ports = [0u16; MAX_VXLAN_PORTS];
         ports[..self.ports.len()].copy_from_slice(&self.ports);
         let any = |v4: bool| !self.peers.iter().any(|c| c.addr.is_ipv4() == v4);
-        CsumConfig {
+        RepairConfig {
             ports,
             mode: match self.mode {
-                RepairMode::Recompute => CsumMode::Recompute as u8,
-                RepairMode::Zero => CsumMode::Zero as u8,
+                RepairMode::Recompute => RepairWrite::Recompute as u8,
+                RepairMode::Zero => RepairWrite::Zero as u8,
             },
             any_peer_v4: any(true) as u8,
             any_peer_v6: any(false) as u8,
@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(c.ports, [4789, 0, 0, 0]);
         assert_eq!(
             (c.any_peer_v4, c.any_peer_v6, c.mode),
-            (0, 1, CsumMode::Zero as u8)
+            (0, 1, RepairWrite::Zero as u8)
         );
         assert!(RepairSpec::new(&[1, 2, 3, 4, 5], &[], RepairMode::Zero).is_err());
         assert!(RepairSpec::new(&[0], &[], RepairMode::Zero).is_err());

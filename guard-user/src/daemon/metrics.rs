@@ -5,7 +5,7 @@
 //! (`_total` on counters, `_info` on info metrics) right.
 
 use anyhow::Result;
-use guard_common::{CsumOutcome, GsoOutcome, Hook, MssOutcome};
+use guard_common::{GsoOutcome, Hook, MssOutcome, RepairOutcome};
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
@@ -104,9 +104,9 @@ pub fn render<'a>(
                 }
             }
         }
-        for h in g.csum_counters().unwrap_or_default() {
+        for h in g.repair_counters().unwrap_or_default() {
             if hooks.contains(&h.hook) {
-                for o in CsumOutcome::ALL {
+                for o in RepairOutcome::ALL {
                     add(&g.iface.name, h.hook, "csum_repair", o.name(), h.get(o));
                 }
             }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use guard_common::{CsumOutcome, GsoOutcome, MssCounter};
+use guard_common::{GsoOutcome, MssCounter, RepairOutcome};
 use log::warn;
 
 mod metrics;
@@ -312,15 +312,15 @@ fn summary(daemon: &Daemon) {
                 g.iter().sum::<u64>() - g[GsoOutcome::NotGso as usize]
             );
         }
-        if let Ok(hooks) = guard.csum_counters()
+        if let Ok(hooks) = guard.repair_counters()
             && guard.features.repair.is_some()
         {
             let seen: u64 = hooks.iter().map(|h| h.vxlan_seen()).sum();
             let fixed: u64 = hooks
                 .iter()
-                .map(|h| h.get(CsumOutcome::OuterRepaired))
+                .map(|h| h.get(RepairOutcome::OuterRepaired))
                 .sum();
-            let bad: u64 = hooks.iter().map(|h| h.get(CsumOutcome::InnerBad)).sum();
+            let bad: u64 = hooks.iter().map(|h| h.get(RepairOutcome::InnerBad)).sum();
             println!(
                 "pktguard: {}: {seen} VXLAN frames, {fixed} outer checksums repaired, {bad} corrupt left alone",
                 guard.iface

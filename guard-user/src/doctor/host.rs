@@ -125,7 +125,7 @@ impl Host for Live {
                     let fixed: u64 = i
                         .csum
                         .iter()
-                        .map(|h| h.get(guard_common::CsumOutcome::OuterRepaired))
+                        .map(|h| h.get(guard_common::RepairOutcome::OuterRepaired))
                         .sum();
                     line.push_str(&format!(", outer checksums repaired {fixed}"));
                 }

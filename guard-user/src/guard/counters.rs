@@ -6,9 +6,8 @@ use std::{borrow::Borrow, path::Path};
 use anyhow::{Context as _, Result, anyhow};
 use aya::maps::{Array, Map, MapData, PerCpuArray};
 use guard_common::{
-    CSUM_COUNTERS_MAP, CsumOutcome, GSO_COUNTERS_MAP, GsoOutcome, Hook, MSS_COUNTERS_MAP,
-    MssConfig, MssCounter, MssOutcome, PIN_CONFIG, PIN_COUNTERS, PIN_CSUM_COUNTERS,
-    PIN_GSO_COUNTERS,
+    CSUM_COUNTERS_MAP, GSO_COUNTERS_MAP, GsoOutcome, Hook, MSS_COUNTERS_MAP, MssConfig, MssCounter,
+    MssOutcome, PIN_CONFIG, PIN_COUNTERS, PIN_CSUM_COUNTERS, PIN_GSO_COUNTERS, RepairOutcome,
 };
 
 use super::Guard;
@@ -36,19 +35,19 @@ impl HookStats {
 
 /// The checksum repair's outcome counts of one hook, summed over CPUs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CsumHookStats {
+pub struct RepairHookStats {
     pub hook: Hook,
-    pub outcomes: [u64; CsumOutcome::COUNT],
+    pub outcomes: [u64; RepairOutcome::COUNT],
 }
 
-impl CsumHookStats {
-    pub fn get(&self, o: CsumOutcome) -> u64 {
+impl RepairHookStats {
+    pub fn get(&self, o: RepairOutcome) -> u64 {
         self.outcomes[o as usize]
     }
 
     /// VXLAN frames from the peer ranges: every outcome but `NotVxlan`.
     pub fn vxlan_seen(&self) -> u64 {
-        self.outcomes.iter().sum::<u64>() - self.get(CsumOutcome::NotVxlan)
+        self.outcomes.iter().sum::<u64>() - self.get(RepairOutcome::NotVxlan)
     }
 }
 
@@ -64,17 +63,17 @@ fn sum_into<T: Borrow<MapData>>(
     Ok(())
 }
 
-pub fn csum_hook_stats<T: Borrow<MapData>>(
+pub fn repair_hook_stats<T: Borrow<MapData>>(
     counters: &PerCpuArray<T, u64>,
-) -> Result<Vec<CsumHookStats>> {
+) -> Result<Vec<RepairHookStats>> {
     let mut hooks = Vec::new();
     for hook in Hook::ALL {
-        let mut outcomes = [0u64; CsumOutcome::COUNT];
-        let entries = CsumOutcome::ALL
+        let mut outcomes = [0u64; RepairOutcome::COUNT];
+        let entries = RepairOutcome::ALL
             .iter()
             .map(|o| (*o as usize, o.index(hook)));
         sum_into(counters, &mut outcomes, entries)?;
-        hooks.push(CsumHookStats { hook, outcomes });
+        hooks.push(RepairHookStats { hook, outcomes });
     }
     Ok(hooks)
 }
@@ -109,11 +108,11 @@ pub fn hook_stats<T: Borrow<MapData>>(counters: &PerCpuArray<T, u64>) -> Result<
 
 impl Guard {
     /// The repair's outcome counts per hook (empty without --csum-repair).
-    pub fn csum_counters(&self) -> Result<Vec<CsumHookStats>> {
+    pub fn repair_counters(&self) -> Result<Vec<RepairHookStats>> {
         let Some(map) = self.ebpf.as_ref().and_then(|e| e.map(CSUM_COUNTERS_MAP)) else {
             return Ok(Vec::new());
         };
-        csum_hook_stats(&PerCpuArray::try_from(map)?)
+        repair_hook_stats(&PerCpuArray::try_from(map)?)
     }
 
     /// The GSO guard's outcome counts (empty without --gso-guard).
@@ -145,7 +144,7 @@ pub struct IfaceStats {
     pub mss_v6: u16,
     pub hooks: Vec<HookStats>,
     /// Empty unless the guard repairs checksums.
-    pub csum: Vec<CsumHookStats>,
+    pub csum: Vec<RepairHookStats>,
     /// The GSO guard's outcomes, and its action ("drop"/"flag"), if on.
     pub gso: Option<([u64; GsoOutcome::COUNT], String)>,
 }
@@ -168,7 +167,7 @@ pub fn read_dir(dir: &Path, iface: &str, key: &str) -> Result<IfaceStats> {
         .with_context(|| format!("opening {}", dir.join(PIN_COUNTERS).display()))?;
     let hooks = hook_stats(&counters)?;
     let csum = match pinned_counters(&dir.join(PIN_CSUM_COUNTERS)) {
-        Ok(m) => csum_hook_stats(&m)?,
+        Ok(m) => repair_hook_stats(&m)?,
         Err(_) => Vec::new(),
     };
     let gso = match pinned_counters(&dir.join(PIN_GSO_COUNTERS)) {

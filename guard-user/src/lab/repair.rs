@@ -16,7 +16,9 @@ use aya::{
     maps::PerCpuArray,
     programs::{SchedClassifier, TcAttachType},
 };
-use guard_common::{CsumOutcome, LAB_CORRUPT_GLOBAL, LAB_SNAT_COUNTERS_MAP, PROG_LAB_DOUBLE_SNAT};
+use guard_common::{
+    LAB_CORRUPT_GLOBAL, LAB_SNAT_COUNTERS_MAP, PROG_LAB_DOUBLE_SNAT, RepairOutcome,
+};
 
 use crate::{
     config::repair::{RepairMode, RepairSpec},
@@ -265,10 +267,10 @@ pub fn report(bytes: usize, stall: Duration) -> Result<()> {
         let mangled = lab.mangled()?;
         let after = lab.echo(bytes, Duration::from_secs(30))?;
         let mangled = lab.mangled()? - mangled;
-        let hooks = guard.csum_counters()?;
+        let hooks = guard.repair_counters()?;
         let repaired: u64 = hooks
             .iter()
-            .map(|h| h.get(CsumOutcome::OuterRepaired))
+            .map(|h| h.get(RepairOutcome::OuterRepaired))
             .sum();
         let attached: Vec<_> = guard.attached.iter().map(|a| a.name()).collect();
         match &after {

@@ -137,12 +137,12 @@ fn title(which: &str) -> Result<()> {
 
 fn csum() -> Result<()> {
     use guard_common::{
-        CsumConfig, FEATURE_CSUM, PROG_BENCH_CSUM_PASS_TC, PROG_BENCH_CSUM_PASS_XDP,
-        PROG_BENCH_EMPTY_XDP_FRAGS, PROG_XDP_FRAGS,
+        FEATURE_CSUM, PROG_BENCH_CSUM_PASS_TC, PROG_BENCH_CSUM_PASS_XDP,
+        PROG_BENCH_EMPTY_XDP_FRAGS, PROG_XDP_FRAGS, RepairConfig,
     };
     use guard_ebpf::testpkt::Vxlan;
     let mut l = Loaded::with_features(MssConfig::new(0, 0), LinkKind::Ethernet, FEATURE_CSUM)?;
-    l.set_repair(CsumConfig {
+    l.set_repair(RepairConfig {
         ports: [4789, 8472, 0, 0],
         mode: 0,
         any_peer_v4: 1,

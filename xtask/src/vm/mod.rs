@@ -39,12 +39,12 @@ pub const GUEST_TESTS: [(&str, &[&str]); 13] = [
     ("verifier", &[]),
     ("prog_mss", &[]),
     ("prog_gso", &[]),
-    ("prog_csum", &[]),
+    ("prog_repair", &[]),
     ("e2e_mss", &[]),
     // Both underlays, both hooks, jumbo frames and corruption, in four of
     // the eight combinations (the host runs all eight).
     (
-        "e2e_csum",
+        "e2e_repair",
         &[
             "ipv4_underlay_tc",
             "ipv6_underlay_xdp",

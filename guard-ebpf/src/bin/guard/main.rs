@@ -15,8 +15,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use guard_common::{
-    CSUM_COUNTER_ENTRIES, CsumConfig, CsumOutcome, Event, EventKind, FEATURE_CSUM, FEATURE_MSS,
-    Hook, LinkKind, MSS_COUNTER_ENTRIES, MssConfig, MssOutcome,
+    CSUM_COUNTER_ENTRIES, Event, EventKind, FEATURE_CSUM, FEATURE_MSS, Hook, LinkKind,
+    MSS_COUNTER_ENTRIES, MssConfig, MssOutcome, RepairConfig, RepairOutcome,
 };
 use guard_ebpf::{
     ctx::{self, Scratch, TcDatagram, TcFrame, XdpFrags},
@@ -46,7 +46,7 @@ static HAS_GSO_SIZE: Global<u8> = Global::new(0);
 static FEATURES: Global<u8> = Global::new(FEATURE_MSS);
 
 #[map(name = "CSUM_CONFIG")]
-static CSUM_CONFIG: Array<CsumConfig> = Array::with_max_entries(1, 0);
+static CSUM_CONFIG: Array<RepairConfig> = Array::with_max_entries(1, 0);
 
 #[map(name = "CSUM_COUNTERS")]
 static CSUM_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CSUM_COUNTER_ENTRIES, 0);
@@ -119,9 +119,9 @@ fn peer_in_ranges(peer: Peer<'_>) -> bool {
 fn repair<D: Datagram, C: EbpfContext>(d: &mut D, hook: Hook, ctx: &C) {
     let outcome = repair::repair(d, link_kind(), || CSUM_CONFIG.get(0), peer_in_ranges);
     // Other traffic is not counted here: it costs nothing it need not.
-    if outcome != CsumOutcome::NotVxlan {
+    if outcome != RepairOutcome::NotVxlan {
         ctx::bump(&CSUM_COUNTERS, outcome.index(hook));
-        if outcome == CsumOutcome::OuterRepaired {
+        if outcome == RepairOutcome::OuterRepaired {
             let mut ev = emit::event(EventKind::Repaired, hook, &d.cursor(), link_kind());
             ev.reason = outcome as u32;
             ev.value = d.frame_len() as u32;

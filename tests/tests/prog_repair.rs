@@ -3,18 +3,19 @@
 //! (multi-buffer) and TC ingress, plus jumbo frames across XDP fragments.
 
 use guard_common::{
-    CsumConfig, CsumMode, CsumOutcome, Hook, LinkKind, MssConfig, PROG_TC_INGRESS, PROG_XDP_FRAGS,
+    Hook, LinkKind, MssConfig, PROG_TC_INGRESS, PROG_XDP_FRAGS, RepairConfig, RepairOutcome,
+    RepairWrite,
 };
-use guard_ebpf::testpkt::{self, Segment, Vxlan, csum_cases};
+use guard_ebpf::testpkt::{self, Segment, Vxlan, repair_cases};
 use pktguard_tests::{Loaded, Ran, Table};
 
 const XDP_PASS: u32 = 2;
 const TC_ACT_UNSPEC: u32 = u32::MAX;
 
-fn loaded(mode: CsumMode) -> Loaded {
+fn loaded(mode: RepairWrite) -> Loaded {
     // No clamp: these rows are about the repair alone.
     let mut l = Loaded::new(MssConfig::new(0, 0), LinkKind::Ethernet).expect("load the object");
-    l.set_repair(CsumConfig {
+    l.set_repair(RepairConfig {
         ports: [4789, 8472, 0, 0],
         mode: mode as u8,
         any_peer_v4: 1,
@@ -34,11 +35,11 @@ fn snat_mangled(mut v: Vxlan) -> Vec<u8> {
     f
 }
 
-fn run_row(l: &Loaded, prog: &str, hook: Hook, frame: &[u8]) -> (Ran, Vec<CsumOutcome>) {
-    let before = l.csum_counters().unwrap()[hook as usize].clone();
+fn run_row(l: &Loaded, prog: &str, hook: Hook, frame: &[u8]) -> (Ran, Vec<RepairOutcome>) {
+    let before = l.repair_counters().unwrap()[hook as usize].clone();
     let ran = l.run(prog, frame, 1).expect("test run");
-    let after = l.csum_counters().unwrap()[hook as usize].clone();
-    let moved = CsumOutcome::ALL
+    let after = l.repair_counters().unwrap()[hook as usize].clone();
+    let moved = RepairOutcome::ALL
         .iter()
         .flat_map(|o| std::iter::repeat_n(*o, (after.get(*o) - before.get(*o)) as usize))
         .collect();
@@ -46,13 +47,13 @@ fn run_row(l: &Loaded, prog: &str, hook: Hook, frame: &[u8]) -> (Ran, Vec<CsumOu
 }
 
 fn table(prog: &str, hook: Hook, verdict: u32) {
-    let l = loaded(CsumMode::Recompute);
+    let l = loaded(RepairWrite::Recompute);
     let mut table = Table::new(prog);
-    for case in &csum_cases() {
+    for case in &repair_cases() {
         let (ran, moved) = run_row(&l, prog, hook, &case.frame);
         // Exactly one outcome per VXLAN frame; other traffic is not counted.
-        let want: Vec<CsumOutcome> = match case.outcome {
-            CsumOutcome::NotVxlan => vec![],
+        let want: Vec<RepairOutcome> = match case.outcome {
+            RepairOutcome::NotVxlan => vec![],
             o => vec![o],
         };
         let mut why = Vec::new();
@@ -100,7 +101,7 @@ fn tc_table() {
 /// `--vxlan-csum zero` writes 0 into a mangled IPv4 outer checksum.
 #[test]
 fn zero_mode() {
-    let l = loaded(CsumMode::Zero);
+    let l = loaded(RepairWrite::Zero);
     let f = snat_mangled(Vxlan::new(Segment::syn(&testpkt::mss(1460)).build()));
     let mut progs = vec![(PROG_TC_INGRESS, Hook::TcIngress)];
     if xdp_frags_runs() {
@@ -108,7 +109,7 @@ fn zero_mode() {
     }
     for (prog, hook) in progs {
         let (ran, moved) = run_row(&l, prog, hook, &f);
-        assert_eq!(moved, [CsumOutcome::OuterRepaired], "{prog}");
+        assert_eq!(moved, [RepairOutcome::OuterRepaired], "{prog}");
         let u = testpkt::outer_udp(&ran.out);
         assert_eq!(ran.out[u + 6..u + 8], [0, 0], "{prog}");
     }
@@ -120,7 +121,7 @@ fn jumbo_frames_across_xdp_fragments() {
     if !xdp_frags_runs() {
         return;
     }
-    let l = loaded(CsumMode::Recompute);
+    let l = loaded(RepairWrite::Recompute);
     for v6 in [false, true] {
         let inner = Segment::syn(&[])
             .flags(testpkt::ACK)
@@ -131,13 +132,13 @@ fn jumbo_frames_across_xdp_fragments() {
         let f = snat_mangled(v);
         assert!(f.len() > 8900);
         let (ran, moved) = run_row(&l, PROG_XDP_FRAGS, Hook::XdpIngress, &f);
-        assert_eq!(moved, [CsumOutcome::OuterRepaired], "v6={v6}");
+        assert_eq!(moved, [RepairOutcome::OuterRepaired], "v6={v6}");
         assert_eq!(ran.out, testpkt::with_outer_fixed(&f), "v6={v6}");
         let mut bad = f.clone();
         let at = bad.len() - 7;
         bad[at] ^= 1;
         let (ran, moved) = run_row(&l, PROG_XDP_FRAGS, Hook::XdpIngress, &bad);
-        assert_eq!(moved, [CsumOutcome::InnerBad], "v6={v6}");
+        assert_eq!(moved, [RepairOutcome::InnerBad], "v6={v6}");
         assert_eq!(ran.out, bad);
     }
 }
@@ -146,13 +147,13 @@ fn jumbo_frames_across_xdp_fragments() {
 /// one whose outer checksum does not verify is left alone.
 #[test]
 fn aggregates_at_tc_are_not_judged() {
-    let l = loaded(CsumMode::Recompute);
+    let l = loaded(RepairWrite::Recompute);
     let f = snat_mangled(Vxlan::new(Segment::syn(&testpkt::mss(1460)).build()));
-    let before = l.csum_counters().unwrap()[Hook::TcIngress as usize].clone();
+    let before = l.repair_counters().unwrap()[Hook::TcIngress as usize].clone();
     let ran = l.run_gso(PROG_TC_INGRESS, &f, 1400, 2).expect("test run");
-    let after = l.csum_counters().unwrap()[Hook::TcIngress as usize].clone();
+    let after = l.repair_counters().unwrap()[Hook::TcIngress as usize].clone();
     assert_eq!(ran.out, f);
     let n = |o| after.get(o) - before.get(o);
-    assert_eq!(n(CsumOutcome::NotInScope), 1);
-    assert_eq!(n(CsumOutcome::OuterRepaired), 0);
+    assert_eq!(n(RepairOutcome::NotInScope), 1);
+    assert_eq!(n(RepairOutcome::OuterRepaired), 0);
 }
