@@ -47,10 +47,11 @@ enum Cmd {
     /// Set up, build, and rebuild incidents 3, 1 and 4 in namespaces: `pktguard lab mss`,
     /// `pktguard lab gso` and `pktguard lab csum`.
     Lab,
-    /// Set up, build, and run the verifier and program-table tests on Debian's 5.10, 6.1 and
-    /// 6.12 kernels under qemu (TCG). `cargo xtask test` runs it after the host suite.
+    /// Set up, build, and run the guest suite (verifier, program tables, e2e, cli, daemon,
+    /// doctor) on the incident kernel 4.19 (from the kernels folder, where it is) and Debian's
+    /// 5.10, 6.1 and 6.12 under qemu (TCG). `cargo xtask test` runs it after the host suite.
     VmTest {
-        /// 5.10, 6.1, 6.12 or all.
+        /// 4.19, 5.10, 6.1, 6.12 or all.
         #[arg(long, default_value = "all")]
         kernel: String,
         /// Only these test binaries (of the guest list), e.g. `cli,daemon`.
@@ -332,7 +333,10 @@ fn test(filter: Option<&str>) -> Result<()> {
         ok &= run_tests(&mut cmd, &mut tally)?;
     }
     if filter.is_none() {
-        println!("== the same programs on Debian's 5.10, 6.1 and 6.12 kernels (qemu, TCG)");
+        println!(
+            "== the same programs on kernels {} (qemu, TCG)",
+            vm::kernel_names()
+        );
         match vm_tests("all", &[], &executables) {
             Ok((p, f)) => {
                 tally.passed += u64::from(p);

@@ -170,9 +170,19 @@ pub(crate) fn cpio(root: &Path, image: &Path) -> Result<PathBuf> {
 }
 
 /// The initramfs of kernel `name`: the common part and its modules (the
-/// kernel unpacks concatenated archives in turn).
-pub(crate) fn initramfs(vm: &Path, name: &str, common: &Path) -> Result<PathBuf> {
-    let modules = modules_cpio(vm, name)?;
+/// kernel unpacks concatenated archives in turn); a built kernel has its
+/// drivers built in and gets an empty load order.
+pub(crate) fn initramfs(vm: &Path, name: &str, source: Source, common: &Path) -> Result<PathBuf> {
+    let modules = match source {
+        Source::Debian(_) => modules_cpio(vm, name)?,
+        Source::Built(_) => {
+            let root = vm.join(format!("modules-{name}"));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(root.join("lib/modules/pktguard"))?;
+            std::fs::write(root.join("lib/modules/pktguard/order"), "")?;
+            cpio(&root, &vm.join(format!("modules-{name}.cpio.gz")))?
+        }
+    };
     let image = vm.join(format!("initramfs-{name}.cpio.gz"));
     let mut bytes = std::fs::read(common)?;
     bytes.extend(std::fs::read(&modules)?);

@@ -1,6 +1,7 @@
-//! Debian's kernels for the matrix: fetched with apt through a private
+//! The matrix's kernels: Debian's, fetched with apt through a private
 //! sources list, unpacked, and their modules (with dependencies) packed as
-//! an initramfs part.
+//! an initramfs part; and built ones (every driver built in) from the
+//! kernels folder, checked against its SHA256SUMS.
 
 use super::*;
 
@@ -88,6 +89,45 @@ pub(crate) fn kernel(vm: &Path, name: &str, deb: &Path) -> Result<PathBuf> {
                 .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
         })
         .context("no vmlinuz in the kernel package")
+}
+
+/// The kernels folder: $PKTGUARD_KERNELS, else the first `shared/kernels`
+/// beside the checkout or one of its parents.
+pub(crate) fn kernels_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("PKTGUARD_KERNELS") {
+        return Some(PathBuf::from(d));
+    }
+    let here = std::env::current_dir().ok()?;
+    here.ancestors()
+        .skip(1)
+        .map(|a| a.join("shared/kernels"))
+        .find(|d| d.is_dir())
+}
+
+/// `DIR/bzImage` of the kernels folder, its checksum verified; `Err` says
+/// why there is none (said once, and the run goes on without it).
+pub(crate) fn built_kernel(dir: &str) -> Result<std::result::Result<PathBuf, String>> {
+    let Some(root) = kernels_dir() else {
+        return Ok(Err(
+            "no kernels folder (shared/kernels beside the checkout, or $PKTGUARD_KERNELS)".into(),
+        ));
+    };
+    let at = root.join(dir);
+    let image = at.join("bzImage");
+    if !image.exists() {
+        return Ok(Err(format!("{} is missing", image.display())));
+    }
+    if at.join("SHA256SUMS").exists() {
+        let ok = Command::new("sha256sum")
+            .args(["--check", "--quiet", "--ignore-missing", "SHA256SUMS"])
+            .current_dir(&at)
+            .status()
+            .context("sha256sum")?;
+        if !ok.success() {
+            bail!("{} does not match its SHA256SUMS", image.display());
+        }
+    }
+    Ok(Ok(image))
 }
 
 /// A module's name as the kernel spells it (`-` and `_` are one).

@@ -2,13 +2,17 @@
 //! run, under qemu. Debian's cloud kernels (5.10 from bullseye, 6.1 from
 //! bookworm, 6.12 from bookworm-backports) are fetched with apt through a
 //! private sources list (the system's is not touched) and cached under
-//! target/vm. Each kernel's initramfs is a common part (busybox, the tools
-//! the tests call with their libraries, pktguard and the test binaries,
-//! debug info stripped, and the init) followed by that kernel's modules,
-//! decompressed, with an order to load them in. qemu boots each under TCG
-//! (`-cpu max,-cx16`: 6.12 crashes under TCG otherwise; /dev/kvm here is a
-//! nested hypervisor that cannot boot them), all at once; the init prints
-//! each binary's libtest output and `VMTEST` lines.
+//! target/vm. Kernels Debian no longer ships (4.19.90, the incident kernel)
+//! come built, every driver built in, from a kernels folder
+//! ($PKTGUARD_KERNELS, or `shared/kernels` beside the checkout) and join the
+//! matrix where it holds them. Each kernel's initramfs is a common part
+//! (busybox, the tools the tests call with their libraries, pktguard and the
+//! test binaries, debug info stripped, and the init) followed by that
+//! kernel's modules, decompressed, with an order to load them in. qemu boots
+//! each under TCG (`-cpu max,-cx16`: 6.12 crashes under TCG otherwise;
+//! /dev/kvm here is a nested hypervisor that cannot boot them), as many at
+//! once as the machine has CPUs; the init prints each binary's libtest
+//! output and `VMTEST` lines.
 
 use std::{
     path::{Path, PathBuf},
@@ -26,12 +30,35 @@ use guest::*;
 use kernels::*;
 use qemu::*;
 
-/// The kernels: (name, Debian suite).
-pub const KERNELS: [(&str, &str); 3] = [
-    ("5.10", "bullseye"),
-    ("6.1", "bookworm"),
-    ("6.12", "bookworm-backports"),
+/// Where a kernel of the matrix comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Source {
+    /// Debian's linux-image-cloud-amd64 of this suite, with its modules.
+    Debian(&'static str),
+    /// `DIR/bzImage` of the kernels folder, every driver built in.
+    Built(&'static str),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Source::Debian(suite) => write!(f, "Debian {suite}"),
+            Source::Built(dir) => write!(f, "kernels/{dir}"),
+        }
+    }
+}
+
+/// The kernels, oldest first: the incident kernel, then Debian's.
+pub const KERNELS: [(&str, Source); 4] = [
+    ("4.19", Source::Built("4.19.90")),
+    ("5.10", Source::Debian("bullseye")),
+    ("6.1", Source::Debian("bookworm")),
+    ("6.12", Source::Debian("bookworm-backports")),
 ];
+
+/// Kernels that `all` leaves out until the guest suite passes on them: the
+/// programs do not load on 4.19 yet (global data, BTF, instruction limits).
+const NOT_IN_ALL_YET: [&str; 1] = ["4.19"];
 
 /// The privileged test binaries that run inside the guests, with libtest
 /// filters (none: all of the binary's tests).
@@ -77,47 +104,68 @@ fn out(cmd: &mut Command) -> Result<String> {
     crate::stdout_of(cmd, Stdio::inherit())
 }
 
-/// Runs the guest tests on `which` kernels ("all" or one name), every
-/// guest at once.
+/// The kernel names, for messages.
+pub fn kernel_names() -> String {
+    KERNELS.map(|(k, _)| k).join(", ")
+}
+
+/// Runs the guest tests on `which` kernels ("all" or one name), as many
+/// guests at once as there are CPUs.
 pub fn run(which: &str, pktguard: &Path, binaries: &[(String, PathBuf)]) -> Result<(u32, u32)> {
     std::fs::create_dir_all("target/vm")?;
     let vm = std::fs::canonicalize("target/vm")?;
     let kernels: Vec<_> = KERNELS
         .iter()
         .filter(|(k, _)| which == "all" || which == *k)
+        .filter(|(k, _)| {
+            let later = which == "all" && NOT_IN_ALL_YET.contains(k);
+            if later {
+                println!(
+                    "== kernel {k}: not in the default matrix yet (the guest suite does not pass \
+                     there); run it with: cargo xtask vm-test --kernel {k}"
+                );
+            }
+            !later
+        })
         .collect();
     if kernels.is_empty() {
-        bail!("unknown kernel {which:?}: 5.10, 6.1, 6.12 or all");
+        bail!("unknown kernel {which:?}: {} or all", kernel_names());
     }
     let common = common_cpio(&vm, pktguard, binaries)?;
     let mut guests = Vec::new();
-    for (name, suite) in &kernels {
-        let deb = fetch(&vm, suite)?;
-        let vmlinuz = kernel(&vm, name, &deb)?;
-        let initrd = initramfs(&vm, name, &common)?;
-        guests.push((*name, *suite, vmlinuz, initrd));
+    for (name, source) in &kernels {
+        let vmlinuz = match source {
+            Source::Debian(suite) => kernel(&vm, name, &fetch(&vm, suite)?)?,
+            Source::Built(dir) => match built_kernel(dir)? {
+                Ok(k) => k,
+                // Asked for by name: an error; in "all": said, and left out.
+                Err(why) if which != "all" => bail!("kernel {name}: {why}"),
+                Err(why) => {
+                    println!("== kernel {name}: left out of this run: {why}");
+                    continue;
+                }
+            },
+        };
+        let initrd = initramfs(&vm, name, *source, &common)?;
+        guests.push(Guest {
+            name,
+            source: *source,
+            vmlinuz,
+            initrd,
+        });
     }
-    // All at once, even on fewer CPUs: each guest is one TCG thread, and
-    // a guest left alone at the end would leave the other CPUs idle.
-    let results: Vec<_> = std::thread::scope(|s| {
-        let running: Vec<_> = guests
-            .iter()
-            .map(|(name, suite, vmlinuz, initrd)| {
-                let log = vm.join(format!("console-{name}.log"));
-                s.spawn(move || {
-                    let started = Instant::now();
-                    let console = boot(vmlinuz, initrd, &log);
-                    (*name, *suite, console, started.elapsed())
-                })
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|t| t.join().expect("a guest's thread"))
-            .collect()
-    });
+    let results = boot_all(&vm, &guests);
     let (mut passed, mut failed) = (0, 0);
-    for (name, suite, console, took) in results {
+    for (
+        Guest {
+            name,
+            source: suite,
+            ..
+        },
+        console,
+        took,
+    ) in results
+    {
         let console = match console {
             Ok(c) => c,
             Err(e) => {
@@ -156,10 +204,38 @@ pub fn run(which: &str, pktguard: &Path, binaries: &[(String, PathBuf)]) -> Resu
                 last_step(&console.text).unwrap_or("none (the kernel did not start the init)")
             ),
         }
+        for (binary, last) in binaries_out_of_time(&console.text) {
+            println!(
+                "== kernel {name}: {binary} TIMED OUT: killed at its {BINARY_LIMIT_SECS} s limit \
+                 (counted as 1 failure); last test: {}",
+                last.unwrap_or("none")
+            );
+        }
         passed += p;
         failed += f;
     }
     Ok((passed, failed))
+}
+
+/// The test binaries the guest killed at BINARY_LIMIT_SECS (`timeout -s
+/// KILL` exits 137), each with the last test it started.
+pub fn binaries_out_of_time(console: &str) -> Vec<(&str, Option<&str>)> {
+    let mut found = Vec::new();
+    let mut last = None;
+    for line in console.lines().map(str::trim) {
+        if line.starts_with("test ") {
+            last = Some(line);
+        } else if let Some(rest) = line.strip_prefix("VMTEST ") {
+            if rest.ends_with(" start") {
+                last = None;
+            } else if let Some((binary, code)) = rest.split_once(" exit ")
+                && code.trim() == "137"
+            {
+                found.push((binary, last));
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -173,6 +249,11 @@ mod tests {
         // Killed by its time limit after two tests passed: one failure.
         let killed = "VMTEST cli start\ntest a ... ok\ntest b ... ok\ntest c ... \nVMTEST cli exit 137\nVMTEST done\n";
         assert_eq!(super::tally(killed, 1), (0, 1));
+        assert_eq!(
+            super::binaries_out_of_time(killed),
+            [("cli", Some("test c ..."))]
+        );
+        assert!(super::binaries_out_of_time(console).is_empty());
     }
 
     #[test]

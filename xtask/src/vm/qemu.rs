@@ -28,6 +28,52 @@ pub fn last_step(console: &str) -> Option<&str> {
         .find(|l| l.starts_with("test ") || l.starts_with("VMTEST "))
 }
 
+/// One guest of the matrix: a kernel and its initramfs.
+pub struct Guest<'a> {
+    pub name: &'a str,
+    pub source: Source,
+    pub vmlinuz: PathBuf,
+    pub initrd: PathBuf,
+}
+
+/// Boots every guest, no more at once than the machine has CPUs (each is
+/// one TCG thread: more would only share the CPUs and stretch every guest
+/// towards its limits); each guest's console goes to
+/// `console-NAME.log`. Returns each guest with its console and how long it
+/// ran, in the order given.
+pub(crate) fn boot_all<'g, 'a>(
+    vm: &Path,
+    guests: &'g [Guest<'a>],
+) -> Vec<(&'g Guest<'a>, Result<Console>, Duration)> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..cpus.min(guests.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(g) = guests.get(i) else { break };
+                    println!("== kernel {}: booting ({})", g.name, g.source);
+                    let log = vm.join(format!("console-{}.log", g.name));
+                    let started = Instant::now();
+                    let console = boot(&g.vmlinuz, &g.initrd, &log);
+                    done.lock().expect("no guest thread panics").push((
+                        i,
+                        console,
+                        started.elapsed(),
+                    ));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().expect("no guest thread panics");
+    done.sort_by_key(|(i, _, _)| *i);
+    done.into_iter()
+        .map(|(i, c, took)| (&guests[i], c, took))
+        .collect()
+}
+
 /// Boots `vmlinuz` with `initrd` under TCG, writing the console to `log`
 /// line by line as it comes (kept when the guest is stuck or killed).
 pub(crate) fn boot(vmlinuz: &Path, initrd: &Path, log: &Path) -> Result<Console> {
