@@ -31,7 +31,7 @@ pod!(GsoConfig, 16);
 
 /// Where gso_type lives in the running kernel and what its bits are, read
 /// from the kernel's BTF by the loader (Rust eBPF has no CO-RE) and given
-/// to [`PROG_TC_GSO_TYPED`](crate::PROG_TC_GSO_TYPED) as a load-time global.
+/// to [`PROG_TC_GSO_TYPED`](crate::PROG_TC_GSO_TYPED) as load-time constants.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GsoLayout {

@@ -12,7 +12,7 @@ named_enum! {
 
 named_enum! {
     /// How the frames of an interface begin: a load-time constant of the
-    /// programs (global [`LINK_KIND_GLOBAL`](crate::LINK_KIND_GLOBAL)), fixed
+    /// programs ([`LT_LINK_KIND`](crate::LT_LINK_KIND)), fixed
     /// per interface.
     pub enum LinkKind: u8 {
         /// An Ethernet header, possibly VLAN tags, then IP.
@@ -22,7 +22,7 @@ named_enum! {
     }
 }
 
-/// Features compiled in at load time (the `FEATURES` global): the verifier
+/// Features compiled in at load time ([`LT_FEATURES`](crate::LT_FEATURES)): the verifier
 /// removes the code of a feature that is off.
 pub const FEATURE_MSS: u8 = 1;
 pub const FEATURE_CSUM: u8 = 2;

@@ -3,7 +3,7 @@
 //! Everything that crosses the kernel/user boundary is defined here once:
 //! attach points (`hook.rs`), counter indexes (`counters.rs`), one file per
 //! feature for its configuration and records, and (`names.rs`) the names of
-//! maps, globals, programs and pins.
+//! maps, load-time constants, programs and pins.
 //! Both sides index counters through these enums, so they cannot drift
 //! apart. Every item is re-exported at the root.
 #![no_std]
@@ -64,6 +64,7 @@ pub mod drops;
 pub mod event;
 pub mod gso;
 pub mod hook;
+pub mod loadtime;
 pub mod mss;
 pub mod names;
 pub mod repair;
@@ -73,6 +74,7 @@ pub use drops::*;
 pub use event::*;
 pub use gso::*;
 pub use hook::*;
+pub use loadtime::*;
 pub use mss::*;
 pub use names::*;
 pub use repair::*;

@@ -1,4 +1,4 @@
-//! Every name the two sides share: the maps, globals and programs of each
+//! Every name the two sides share: the maps and programs of each
 //! object (as guard-ebpf/src/bin defines them), the pins and the paths.
 
 // The guard's object (bin/guard).
@@ -12,14 +12,6 @@ pub const PROG_TC_EGRESS: &str = "guard_tc_egress";
 /// The multi-buffer XDP program (Linux 5.18+): the only XDP flavour that
 /// can repair checksums, since it reads frames across fragments.
 pub const PROG_XDP_FRAGS: &str = "guard_xdp_frags";
-
-/// The `u8` global holding the interface's [`LinkKind`](crate::LinkKind), set at load time.
-pub const LINK_KIND_GLOBAL: &str = "LINK_KIND";
-/// The `u8` global of [`FEATURE_MSS`](crate::FEATURE_MSS) and
-/// [`FEATURE_CSUM`](crate::FEATURE_CSUM) bits.
-pub const FEATURES_GLOBAL: &str = "FEATURES";
-/// The `u8` global telling the programs that `__sk_buff.gso_size` exists.
-pub const HAS_GSO_SIZE_GLOBAL: &str = "HAS_GSO_SIZE";
 
 /// The repair.
 pub const CSUM_CONFIG_MAP: &str = "CSUM_CONFIG";
@@ -35,7 +27,6 @@ pub const PROG_TC_GSO: &str = "guard_tc_gso";
 /// The same, also checking `skb_shinfo(skb)->gso_type` against the headers:
 /// needs `bpf_probe_read_kernel` at TC (root) and the kernel's BTF.
 pub const PROG_TC_GSO_TYPED: &str = "guard_tc_gso_typed";
-pub const GSO_LAYOUT_GLOBAL: &str = "GSO_LAYOUT";
 
 /// The events.
 pub const EVENTS_MAP: &str = "EVENTS";
@@ -52,14 +43,12 @@ pub const PROG_DROP_MONITOR_BTF: &str = "drop_monitor_btf";
 pub const DROPS_MAP: &str = "DROPS";
 /// Drops not counted because [`DROPS_MAP`] was full (entry 0).
 pub const DROPS_LOST_MAP: &str = "DROPS_LOST";
-pub const DROP_LAYOUT_GLOBAL: &str = "DROP_LAYOUT";
 
 // The lab's object (bin/lab.rs).
 
 /// Test-only: does to outer VXLAN checksums what pre-5.7 NAT did.
 pub const PROG_LAB_DOUBLE_SNAT: &str = "lab_double_snat";
 pub const LAB_SNAT_COUNTERS_MAP: &str = "LAB_SNAT_COUNTERS";
-pub const LAB_CORRUPT_GLOBAL: &str = "LAB_CORRUPT";
 
 // The bench object (bin/bench.rs).
 

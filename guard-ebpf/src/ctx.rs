@@ -3,7 +3,7 @@
 //! frame's bytes (bpf target only; the host side is byte slices).
 
 use aya_ebpf::{
-    EbpfContext, Global,
+    EbpfContext,
     bindings::{__sk_buff, BPF_F_RECOMPUTE_CSUM},
     helpers::generated::{
         bpf_csum_diff, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
@@ -225,9 +225,9 @@ impl Frame for TcFrame<'_> {
 pub struct TcDatagram<'a> {
     pub ctx: &'a TcContext,
     pub scratch: &'a Scratch,
-    /// 1 where `__sk_buff.gso_size` exists (Linux 5.7+): the object's
-    /// load-time global, read only when a checksum is wrong.
-    pub has_gso_size: &'a Global<u8>,
+    /// Whether `__sk_buff.gso_size` exists (Linux 5.7+): a load-time
+    /// constant; the field is read only when a checksum is wrong.
+    pub has_gso_size: bool,
 }
 
 impl Datagram for TcDatagram<'_> {
@@ -239,7 +239,7 @@ impl Datagram for TcDatagram<'_> {
     #[inline(always)]
     fn aggregate(&self) -> bool {
         // SAFETY: the context of this program; the field exists (loader).
-        self.has_gso_size.load() != 0 && unsafe { (*sk_buff(self.ctx)).gso_size } != 0
+        self.has_gso_size && unsafe { (*sk_buff(self.ctx)).gso_size } != 0
     }
 
     #[inline(always)]

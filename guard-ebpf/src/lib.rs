@@ -9,6 +9,8 @@ pub mod csum;
 pub mod ctx;
 pub mod event;
 pub mod gso;
+#[cfg(target_arch = "bpf")]
+pub mod loadtime;
 pub mod mss;
 pub mod parse;
 pub mod repair;

@@ -1,5 +1,9 @@
 //! The eBPF objects, built by build.rs from guard-ebpf's bins and embedded
-//! in the binary: each is loaded only by what runs it.
+//! in the binary: each is loaded only by what runs it, with its load-time
+//! constants written into its instructions first ([`with_constants`]).
+
+use anyhow::{Result, bail};
+use guard_common::{LOADTIME_MAGIC, LT_RECORD_FIELDS};
 
 /// The guard: the clamp, the repair and the GSO guard (XDP and TC).
 pub static GUARD: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard"));
@@ -14,3 +18,184 @@ pub static LAB: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l
 /// `bench-object`), so that the release binary carries no bench programs.
 #[cfg(feature = "bench-object")]
 pub static BENCH: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench"));
+
+/// An object's bytes, 8-byte aligned as the ELF parser wants them.
+pub struct Patched(Vec<u64>);
+
+impl Patched {
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: u64 has no padding and any byte pattern; the length in
+        // bytes is the vector's length times 8.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast(), self.0.len() * 8) }
+    }
+}
+
+/// The constants `(id, value)` of a `repr(C)` record of `u32` fields
+/// (GsoLayout, DropLayout): word `i` is constant `base + i`.
+pub fn record<T: aya::Pod>(base: u32, value: &T) -> Vec<(u32, u64)> {
+    let size = std::mem::size_of::<T>();
+    assert_eq!(size, LT_RECORD_FIELDS as usize * 4, "a record of eight u32");
+    // SAFETY: T is Pod (plain integers, no padding): its bytes are initialized.
+    let bytes = unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size) };
+    bytes
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .zip(base..)
+        .map(|(w, id)| (id, u32::from_ne_bytes(*w) as u64))
+        .collect()
+}
+
+const SHF_EXECINSTR: u64 = 4;
+/// `ld_imm64` (BPF_LD | BPF_IMM | BPF_DW): two instruction slots.
+const BPF_LD_IMM64: u8 = 0x18;
+
+/// `object` (an eBPF ELF) with every placeholder of a load-time constant
+/// (guard_common::loadtime) in its code replaced by the value `constants`
+/// gives it. A placeholder without a value is an error (the two sides
+/// disagree on the ids); a value no placeholder takes is not (LLVM drops
+/// the reads of fields a program does not use, `_pad` say).
+pub fn with_constants(object: &[u8], constants: &[(u32, u64)]) -> Result<Patched> {
+    let mut p = Patched(vec![0u64; object.len().div_ceil(8)]);
+    // SAFETY: as in `bytes`, mutably; the vector holds at least len bytes.
+    let buf =
+        unsafe { std::slice::from_raw_parts_mut(p.0.as_mut_ptr().cast::<u8>(), p.0.len() * 8) };
+    buf[..object.len()].copy_from_slice(object);
+    let buf = &mut buf[..object.len()];
+    for (start, len) in code_sections(buf)? {
+        let code = &mut buf[start..start + len];
+        let mut at = 0;
+        while at + 16 <= code.len() {
+            let insn = &code[at..at + 16];
+            if insn[0] != BPF_LD_IMM64 {
+                at += 8;
+                continue;
+            }
+            let lo = u32::from_le_bytes(insn[4..8].try_into().unwrap());
+            let hi = u32::from_le_bytes(insn[12..16].try_into().unwrap());
+            // src_reg 0: a plain constant (not a map or BTF reference).
+            if insn[1] >> 4 == 0 && hi as u64 == LOADTIME_MAGIC {
+                let Some(i) = constants.iter().position(|(id, _)| *id == lo) else {
+                    bail!(
+                        "the object needs load-time constant {lo}, which the loader does not set"
+                    );
+                };
+                let v = constants[i].1;
+                code[at + 4..at + 8].copy_from_slice(&(v as u32).to_le_bytes());
+                code[at + 12..at + 16].copy_from_slice(&((v >> 32) as u32).to_le_bytes());
+            }
+            at += 16;
+        }
+    }
+    Ok(p)
+}
+
+/// (offset, size) of every executable section of a little-endian ELF64.
+fn code_sections(elf: &[u8]) -> Result<Vec<(usize, usize)>> {
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    };
+    if elf.get(..6) != Some(b"\x7fELF\x02\x01") {
+        bail!("not a little-endian ELF64 object");
+    }
+    let (Some(shoff), Some(shentsize), Some(shnum)) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c))
+    else {
+        bail!("a truncated ELF header");
+    };
+    let mut found = Vec::new();
+    for i in 0..shnum as usize {
+        let sh = shoff as usize + i * shentsize as usize;
+        let (Some(flags), Some(offset), Some(size)) =
+            (u64_at(sh + 8), u64_at(sh + 24), u64_at(sh + 32))
+        else {
+            bail!("a truncated section header table");
+        };
+        if flags & SHF_EXECINSTR != 0 {
+            let (offset, size) = (offset as usize, size as usize);
+            if offset.checked_add(size).is_none_or(|end| end > elf.len()) {
+                bail!("section {i} lies outside the object");
+            }
+            found.push((offset, size));
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guard_common::{GsoLayout, LT_GSO_LAYOUT, LT_LAB_CORRUPT, placeholder};
+
+    /// The placeholders of `object`'s code: (id, how many).
+    fn placeholders(object: &[u8]) -> Vec<(u32, usize)> {
+        let mut found: Vec<(u32, usize)> = Vec::new();
+        for (start, len) in code_sections(object).unwrap() {
+            for insn in object[start..start + len].as_chunks::<8>().0.windows(2) {
+                let hi = u32::from_le_bytes(insn[1][4..8].try_into().unwrap());
+                if insn[0][0] == BPF_LD_IMM64 && hi as u64 == LOADTIME_MAGIC {
+                    let id = u32::from_le_bytes(insn[0][4..8].try_into().unwrap());
+                    match found.iter_mut().find(|(i, _)| *i == id) {
+                        Some(f) => f.1 += 1,
+                        None => found.push((id, 1)),
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_lab_object_takes_its_constant_and_keeps_no_placeholder() {
+        assert_eq!(placeholders(LAB), [(LT_LAB_CORRUPT, 1)]);
+        let p = with_constants(LAB, &[(LT_LAB_CORRUPT, 0x1_0000_0007)]).unwrap();
+        assert!(placeholders(p.bytes()).is_empty());
+        // Only the immediate changed: the rest of the object is the same.
+        let diff = LAB.iter().zip(p.bytes()).filter(|(a, b)| a != b).count();
+        assert!((1..=8).contains(&diff), "{diff} bytes changed");
+        let code = p.bytes();
+        let want_lo = 7u32.to_le_bytes();
+        assert!(code.windows(4).any(|w| w == want_lo));
+    }
+
+    #[test]
+    fn every_placeholder_must_have_a_value() {
+        let e = with_constants(LAB, &[]).err().unwrap().to_string();
+        assert!(e.contains(&LT_LAB_CORRUPT.to_string()), "{e}");
+        assert!(with_constants(LAB, &[(LT_LAB_CORRUPT, 1), (999, 1)]).is_ok());
+        assert!(with_constants(b"not an ELF", &[]).is_err());
+    }
+
+    #[test]
+    fn the_guard_object_has_every_guard_constant() {
+        let ids: Vec<u32> = placeholders(GUARD).iter().map(|(id, _)| *id).collect();
+        for id in [1, 2, 3] {
+            assert!(ids.contains(&id), "{id} missing: {ids:?}");
+        }
+        // The typed GSO program reads the whole layout but _pad.
+        for id in LT_GSO_LAYOUT..LT_GSO_LAYOUT + 7 {
+            assert!(ids.contains(&id), "{id} missing: {ids:?}");
+        }
+    }
+
+    #[test]
+    fn a_record_is_its_words_in_order() {
+        let l = GsoLayout {
+            skb_head: 1,
+            skb_end: 2,
+            shinfo_gso_type: 3,
+            tcpv4: 4,
+            tcpv6: 5,
+            udp: 6,
+            tunnel: 7,
+            _pad: 8,
+        };
+        let r = record(LT_GSO_LAYOUT, &l);
+        assert_eq!(r.len(), 8);
+        for (i, (id, v)) in r.iter().enumerate() {
+            assert_eq!((*id, *v), (LT_GSO_LAYOUT + i as u32, i as u64 + 1));
+        }
+        assert_eq!(placeholder(5), 0x7067_6c74_0000_0005);
+    }
+}

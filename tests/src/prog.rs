@@ -41,11 +41,26 @@ impl Loaded {
     }
 
     fn with_guard(guard: Ebpf, cfg: MssConfig) -> Result<Loaded> {
-        use guard_user::objects::{BENCH, DROPS, LAB};
-        let others = [DROPS, LAB, BENCH]
-            .into_iter()
-            .map(|o| Ok(std::cell::RefCell::new(Ebpf::load(o)?)))
-            .collect::<Result<_>>()?;
+        use guard_common::{DROP_FIELD_NONE, DropLayout, LT_DROP_LAYOUT, LT_LAB_CORRUPT};
+        use guard_user::objects::{self, BENCH, DROPS, LAB};
+        // The drop monitor as on a kernel whose layout is unknown (no field
+        // is read), the lab without corruption.
+        let unknown = DropLayout {
+            not_dropped_yet: DROP_FIELD_NONE,
+            consumed: DROP_FIELD_NONE,
+            ..DropLayout::default()
+        };
+        let others = [
+            (DROPS, objects::record(LT_DROP_LAYOUT, &unknown)),
+            (LAB, vec![(LT_LAB_CORRUPT, 0)]),
+            (BENCH, vec![]),
+        ]
+        .into_iter()
+        .map(|(o, constants)| {
+            let o = objects::with_constants(o, &constants)?;
+            Ok(std::cell::RefCell::new(Ebpf::load(o.bytes())?))
+        })
+        .collect::<Result<_>>()?;
         let mut loaded = Loaded {
             ebpf: std::cell::RefCell::new(guard),
             others,

@@ -5,14 +5,13 @@
 #![no_main]
 
 use aya_ebpf::{
-    Global,
     bindings::BPF_NOEXIST,
     helpers::bpf_probe_read,
     macros::{btf_tracepoint, map, raw_tracepoint},
     maps::{PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
-use guard_common::{DROP_FIELD_NONE, DROPS_MAX_ENTRIES, DropKey, DropLayout};
+use guard_common::{DROPS_MAX_ENTRIES, DropKey, DropLayout, LT_DROP_LAYOUT};
 
 #[map(name = "DROPS")]
 static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(DROPS_MAX_ENTRIES, 0);
@@ -20,19 +19,21 @@ static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(DROP
 #[map(name = "DROPS_LOST")]
 static DROPS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// What the monitor needs to know of the kernel, set by the loader from the
-/// tracepoint's format and the kernel's BTF.
-#[unsafe(no_mangle)]
-static DROP_LAYOUT: Global<DropLayout> = Global::new(DropLayout {
-    has_reason: 0,
-    skb_protocol: 0,
-    skb_dev: 0,
-    dev_ifindex: 0,
-    dev_net: 0,
-    net_inum: 0,
-    not_dropped_yet: DROP_FIELD_NONE,
-    consumed: DROP_FIELD_NONE,
-});
+/// What the monitor needs to know of the kernel, written by the loader from
+/// the tracepoint's format and the kernel's BTF.
+#[inline(always)]
+fn drop_layout() -> DropLayout {
+    guard_ebpf::loadtime_record!(DropLayout, LT_DROP_LAYOUT, {
+        has_reason = 0,
+        skb_protocol = 1,
+        skb_dev = 2,
+        dev_ifindex = 3,
+        dev_net = 4,
+        net_inum = 5,
+        not_dropped_yet = 6,
+        consumed = 7,
+    })
+}
 
 /// A kernel value at `base + off`, 0 where it cannot be read.
 /// `bpf_probe_read` (not `_kernel`): it exists on every kernel pktguard
@@ -80,7 +81,7 @@ fn field<const BTF: bool, T: Default + Copy>(base: u64, off: u32) -> T {
 /// one: reading past its arguments would make the attach fail before 5.17.
 #[inline(always)]
 fn count_drop<const BTF: bool>(skb: u64, location: u64, reason_arg: impl FnOnce() -> u64) -> i32 {
-    let l = DROP_LAYOUT.load();
+    let l = drop_layout();
     let reason = if l.has_reason != 0 {
         reason_arg() as u32
     } else {
@@ -111,7 +112,15 @@ fn count_drop<const BTF: bool>(skb: u64, location: u64, reason_arg: impl FnOnce(
     if let Some(n) = DROPS.get_ptr_mut(&key) {
         // SAFETY: this CPU's slot of a per-CPU value.
         unsafe { *n += 1 };
-    } else if DROPS.insert(&key, &1, BPF_NOEXIST as u64).is_err()
+    } else if DROPS
+        // On the stack: a `&1` would be a .rodata constant, global data
+        // that kernels before 5.2 lack.
+        .insert(
+            &key,
+            &(guard_ebpf::parse::opaque(1) as u64),
+            BPF_NOEXIST as u64,
+        )
+        .is_err()
         && let Some(n) = DROPS_LOST.get_ptr_mut(0)
     {
         // Full (or another CPU inserted the key first: rare, counted too).

@@ -5,12 +5,12 @@
 #![no_main]
 
 use aya_ebpf::{
-    Global,
     bindings::TC_ACT_UNSPEC,
     macros::{classifier, map},
     maps::PerCpuArray,
     programs::TcContext,
 };
+use guard_common::LT_LAB_CORRUPT;
 use guard_ebpf::{
     ctx::{self, MAX_HEADER_BYTES},
     parse::{self, ETH_P_IP, ETH_P_IPV6},
@@ -18,10 +18,6 @@ use guard_ebpf::{
 
 #[map(name = "LAB_SNAT_COUNTERS")]
 static LAB_SNAT_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-/// Also flip the last byte of the datagram (real corruption).
-#[unsafe(no_mangle)]
-static LAB_CORRUPT: Global<u8> = Global::new(0);
 
 #[classifier]
 pub fn lab_double_snat(ctx: TcContext) -> i32 {
@@ -42,7 +38,8 @@ pub fn lab_double_snat(ctx: TcContext) -> i32 {
     }
     let sport = 61000u16.to_be();
     let check = 0xffffu16;
-    if LAB_CORRUPT.load() != 0 {
+    // Also flip the last byte of the datagram (real corruption)?
+    if guard_ebpf::loadtime::get::<LT_LAB_CORRUPT>() != 0 {
         let last = ctx.len() as usize - 1;
         if let Ok(b) = ctx.load::<u8>(last) {
             let _ = ctx.store(last, &(b ^ 0x01), 0);

@@ -11,7 +11,7 @@ use aya::{
     programs::{BtfTracePoint, RawTracePoint},
 };
 use guard_common::{
-    DROP_LAYOUT_GLOBAL, DROPS_LOCK, DROPS_LOST_MAP, DROPS_MAP, DropKey, PIN_DROPS, PIN_DROPS_DIR,
+    DROPS_LOCK, DROPS_LOST_MAP, DROPS_MAP, DropKey, LT_DROP_LAYOUT, PIN_DROPS, PIN_DROPS_DIR,
     PIN_DROPS_LOST, PROG_DROP_MONITOR, PROG_DROP_MONITOR_BTF,
 };
 
@@ -69,9 +69,10 @@ impl DropMonitor {
         }
         let syms = Kallsyms::from_proc()?;
         let lock = if pin { Some(take_lock()?) } else { None };
+        let object =
+            objects::with_constants(objects::DROPS, &objects::record(LT_DROP_LAYOUT, &layout))?;
         let mut ebpf = EbpfLoader::new()
-            .override_global(DROP_LAYOUT_GLOBAL, &layout, true)
-            .load(objects::DROPS)
+            .load(object.bytes())
             .context("loading the drop monitor's eBPF object")?;
         let program = attach(&mut ebpf, raw_only, &mut notes)?;
         let drops_map = ebpf.take_map(DROPS_MAP).expect("DROPS");

@@ -1,5 +1,5 @@
 //! The guard's eBPF object: what a guard does on its interface, the load
-//! with its layout globals and map pins, and every map's configuration.
+//! with its load-time constants and map pins, and every map's configuration.
 
 use std::path::Path;
 
@@ -10,14 +10,15 @@ use aya::{
     programs::{Program, ProgramError, SchedClassifier, Xdp},
 };
 use guard_common::{
-    CSUM_CONFIG_MAP, FEATURE_CSUM, FEATURE_MSS, FEATURES_GLOBAL, GSO_CONFIG_MAP, GSO_LAYOUT_GLOBAL,
-    GsoConfig, HAS_GSO_SIZE_GLOBAL, LINK_KIND_GLOBAL, LinkKind, MSS_CONFIG_MAP, MssConfig,
+    CSUM_CONFIG_MAP, FEATURE_CSUM, FEATURE_MSS, GSO_CONFIG_MAP, GsoConfig, LT_FEATURES,
+    LT_GSO_LAYOUT, LT_HAS_GSO_SIZE, LT_LINK_KIND, LinkKind, MSS_CONFIG_MAP, MssConfig,
     PEERS_V4_MAP, PEERS_V6_MAP,
 };
 
 use crate::{
     config::{clamp::Clamp, repair::RepairSpec},
     host::kernel::{self, Feature},
+    objects,
 };
 
 /// What a guard does on its interface.
@@ -140,12 +141,15 @@ pub fn load_pinned(
     for (map, pin) in pins {
         loader.map_pin_path(map, dir.join(pin));
     }
+    let mut constants = vec![
+        (LT_LINK_KIND, link_kind as u64),
+        (LT_FEATURES, features as u64),
+        (LT_HAS_GSO_SIZE, gso_size_supported() as u64),
+    ];
+    constants.extend(objects::record(LT_GSO_LAYOUT, &layout));
+    let object = objects::with_constants(objects::GUARD, &constants)?;
     loader
-        .override_global(LINK_KIND_GLOBAL, &(link_kind as u8), true)
-        .override_global(FEATURES_GLOBAL, &features, true)
-        .override_global(HAS_GSO_SIZE_GLOBAL, &(gso_size_supported() as u8), true)
-        .override_global(GSO_LAYOUT_GLOBAL, &layout, true)
-        .load(crate::objects::GUARD)
+        .load(object.bytes())
         .context("loading the guard's eBPF object")
 }
 

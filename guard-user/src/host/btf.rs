@@ -2,7 +2,7 @@
 //! for CO-RE, which Rust eBPF lacks: struct member offsets (through
 //! anonymous unions and structs) and enumerator values, read from the
 //! running kernel so one binary works across kernel versions. Userspace
-//! resolves them and hands them to the programs as load-time globals.
+//! resolves them and hands them to the programs as load-time constants.
 
 use std::collections::HashMap;
 

@@ -16,9 +16,7 @@ use aya::{
     maps::PerCpuArray,
     programs::{SchedClassifier, TcAttachType},
 };
-use guard_common::{
-    LAB_CORRUPT_GLOBAL, LAB_SNAT_COUNTERS_MAP, PROG_LAB_DOUBLE_SNAT, RepairOutcome,
-};
+use guard_common::{LAB_SNAT_COUNTERS_MAP, LT_LAB_CORRUPT, PROG_LAB_DOUBLE_SNAT, RepairOutcome};
 
 use crate::{
     config::repair::{RepairMode, RepairSpec},
@@ -115,9 +113,8 @@ impl VxlanLab {
             // would be computed over the flipped byte (CHECKSUM_PARTIAL).
             a.exec(&["ethtool", "-K", "vx0", "tx", "off"])?;
         }
-        let mut snat = EbpfLoader::new()
-            .override_global(LAB_CORRUPT_GLOBAL, &(corrupt as u8), true)
-            .load(objects::LAB)?;
+        let object = objects::with_constants(objects::LAB, &[(LT_LAB_CORRUPT, corrupt as u64)])?;
+        let mut snat = EbpfLoader::new().load(object.bytes())?;
         let prog: &mut SchedClassifier = snat
             .program_mut(PROG_LAB_DOUBLE_SNAT)
             .ok_or_else(|| anyhow!("no program {PROG_LAB_DOUBLE_SNAT}"))?

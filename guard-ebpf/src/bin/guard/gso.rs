@@ -1,14 +1,15 @@
 //! The malformed-GSO guard's TC ingress entry points, maps and layout.
 
 use aya_ebpf::{
-    Global,
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::bpf_probe_read_kernel,
     macros::{classifier, map},
     maps::{Array, PerCpuArray},
     programs::TcContext,
 };
-use guard_common::{EventKind, GSO_COUNTER_ENTRIES, GsoAction, GsoConfig, GsoLayout, Hook};
+use guard_common::{
+    EventKind, GSO_COUNTER_ENTRIES, GsoAction, GsoConfig, GsoLayout, Hook, LT_GSO_LAYOUT,
+};
 use guard_ebpf::{
     ctx::{self, sk_buff, tc_cursor},
     gso,
@@ -22,19 +23,21 @@ static GSO_CONFIG: Array<GsoConfig> = Array::with_max_entries(1, 0);
 #[map(name = "GSO_COUNTERS")]
 static GSO_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(GSO_COUNTER_ENTRIES, 0);
 
-/// Where gso_type lives and what its bits are, from the kernel's BTF (set
-/// by the loader; all 0 when unknown).
-#[unsafe(no_mangle)]
-static GSO_LAYOUT: Global<GsoLayout> = Global::new(GsoLayout {
-    skb_head: 0,
-    skb_end: 0,
-    shinfo_gso_type: 0,
-    tcpv4: 0,
-    tcpv6: 0,
-    udp: 0,
-    tunnel: 0,
-    _pad: 0,
-});
+/// Where gso_type lives and what its bits are, from the kernel's BTF
+/// (written by the loader; all 0 when unknown).
+#[inline(always)]
+fn gso_layout() -> GsoLayout {
+    guard_ebpf::loadtime_record!(GsoLayout, LT_GSO_LAYOUT, {
+        skb_head = 0,
+        skb_end = 1,
+        shinfo_gso_type = 2,
+        tcpv4 = 3,
+        tcpv6 = 4,
+        udp = 5,
+        tunnel = 6,
+        _pad = 7,
+    })
+}
 
 /// The malformed-GSO guard, at TC ingress: GSO metadata exists on skbs only.
 /// Reads `__sk_buff.gso_size`, which exists since Linux 5.7 (the loader
@@ -85,7 +88,7 @@ fn tc_gso<const TYPED: bool>(ctx: &TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     }
     let layout = if TYPED {
-        GSO_LAYOUT.load()
+        gso_layout()
     } else {
         GsoLayout::default()
     };

@@ -1,5 +1,5 @@
 //! The guard's object: the clamp's and the repair's XDP and TC entry points
-//! with their maps and load-time globals (`gso.rs`: the GSO guard's,
+//! with their maps and load-time constants (`gso.rs`: the GSO guard's,
 //! `emit.rs`: the events). The packet logic lives in the library.
 #![no_std]
 #![no_main]
@@ -8,15 +8,16 @@ mod emit;
 mod gso;
 
 use aya_ebpf::{
-    EbpfContext, Global,
+    EbpfContext,
     bindings::{TC_ACT_UNSPEC, xdp_action::XDP_PASS},
     macros::{classifier, map, xdp},
     maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{TcContext, XdpContext},
 };
 use guard_common::{
-    CSUM_COUNTER_ENTRIES, Event, EventKind, FEATURE_CSUM, FEATURE_MSS, Hook, LinkKind,
-    MSS_COUNTER_ENTRIES, MssConfig, MssOutcome, RepairConfig, RepairOutcome,
+    CSUM_COUNTER_ENTRIES, Event, EventKind, FEATURE_CSUM, FEATURE_MSS, Hook, LT_FEATURES,
+    LT_HAS_GSO_SIZE, LT_LINK_KIND, LinkKind, MSS_COUNTER_ENTRIES, MssConfig, MssOutcome,
+    RepairConfig, RepairOutcome,
 };
 use guard_ebpf::{
     ctx::{self, Scratch, TcDatagram, TcFrame, XdpFrags},
@@ -30,20 +31,6 @@ static MSS_CONFIG: Array<MssConfig> = Array::with_max_entries(1, 0);
 
 #[map(name = "MSS_COUNTERS")]
 static MSS_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MSS_COUNTER_ENTRIES, 0);
-
-/// The interface's [`LinkKind`], set by the loader: a constant to the
-/// verifier, which prunes the other parser.
-#[unsafe(no_mangle)]
-static LINK_KIND: Global<u8> = Global::new(LinkKind::Ethernet as u8);
-
-/// 1 where `__sk_buff.gso_size` exists (Linux 5.7+), set by the loader.
-#[unsafe(no_mangle)]
-static HAS_GSO_SIZE: Global<u8> = Global::new(0);
-
-/// Which features this load runs ([`FEATURE_MSS`], [`FEATURE_CSUM`]), set
-/// by the loader: the verifier drops the code of the others.
-#[unsafe(no_mangle)]
-static FEATURES: Global<u8> = Global::new(FEATURE_MSS);
 
 #[map(name = "CSUM_CONFIG")]
 static CSUM_CONFIG: Array<RepairConfig> = Array::with_max_entries(1, 0);
@@ -66,13 +53,22 @@ static PEERS_V6: LpmTrie<[u8; 16], u8> =
 #[map(name = "SCRATCH")]
 static SCRATCH: Scratch = PerCpuArray::with_max_entries(1, 0);
 
+/// The interface's [`LinkKind`], written by the loader: a constant to the
+/// verifier, which prunes the other parser.
 #[inline(always)]
 fn link_kind() -> LinkKind {
-    if LINK_KIND.load() == LinkKind::RawIp as u8 {
+    if guard_ebpf::loadtime::get::<LT_LINK_KIND>() as u8 == LinkKind::RawIp as u8 {
         LinkKind::RawIp
     } else {
         LinkKind::Ethernet
     }
+}
+
+/// Which features this load runs ([`FEATURE_MSS`], [`FEATURE_CSUM`]),
+/// written by the loader: the verifier drops the code of the others.
+#[inline(always)]
+fn features() -> u8 {
+    guard_ebpf::loadtime::get::<LT_FEATURES>() as u8
 }
 
 /// Runs the clamp on one frame and counts its one outcome.
@@ -144,7 +140,7 @@ pub fn guard_xdp(ctx: XdpContext) -> u32 {
 /// XDP across fragments (jumbo frames): the clamp and the checksum repair.
 #[xdp(frags)]
 pub fn guard_xdp_frags(ctx: XdpContext) -> u32 {
-    let features = FEATURES.load();
+    let features = features();
     if features & FEATURE_CSUM != 0 {
         let mut d = XdpFrags {
             ctx: &ctx,
@@ -165,12 +161,12 @@ pub fn guard_xdp_frags(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn tc(ctx: TcContext, hook: Hook) -> i32 {
     ctx::pull_headers(&ctx);
-    let features = FEATURES.load();
+    let features = features();
     if hook == Hook::TcIngress && features & FEATURE_CSUM != 0 {
         let mut d = TcDatagram {
             ctx: &ctx,
             scratch: &SCRATCH,
-            has_gso_size: &HAS_GSO_SIZE,
+            has_gso_size: guard_ebpf::loadtime::get::<LT_HAS_GSO_SIZE>() != 0,
         };
         repair(&mut d, hook, &ctx);
     }
