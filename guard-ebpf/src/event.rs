@@ -2,12 +2,23 @@
 //! ports, read from the frame only when an event is sent (a clamp, a
 //! repair, a malformed GSO packet), never on the common path.
 
-use guard_common::{Event, LinkKind};
+use guard_common::{Event, EventKind, Hook, LinkKind};
 
 use crate::parse::{
     self, Cursor, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN, IPV6_HLEN,
     IpVersion, TcpSegment,
 };
+
+/// An all-zero event of `kind` from `hook`, written in place into `slot`
+/// (not `Event::default()`: see [`mem`](crate::mem)).
+#[inline(always)]
+pub fn blank(slot: &mut core::mem::MaybeUninit<Event>, kind: EventKind, hook: Hook) -> &mut Event {
+    // SAFETY: Event holds only integers.
+    let ev = unsafe { crate::mem::zeroed_in(slot) };
+    ev.kind = kind as u8;
+    ev.hook = hook as u8;
+    ev
+}
 
 /// Fills `ev` from a TCP segment the clamp has parsed already: fixed
 /// offsets from its IP and TCP headers, no second walk of the frame.

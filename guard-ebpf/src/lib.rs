@@ -11,6 +11,7 @@ pub mod event;
 pub mod gso;
 #[cfg(target_arch = "bpf")]
 pub mod loadtime;
+pub mod mem;
 pub mod mss;
 pub mod parse;
 pub mod repair;

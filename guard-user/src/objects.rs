@@ -28,6 +28,39 @@ impl Patched {
         // bytes is the vector's length times 8.
         unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast(), self.0.len() * 8) }
     }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast(), self.0.len() * 8) }
+    }
+
+    /// Hides the object's BTF (`.BTF`, `.BTF.ext`) from the ELF parser: their
+    /// section names become empty. For kernels that refuse it (4.19 takes
+    /// no 1-byte enum, which every Rust object has).
+    pub fn strip_btf(&mut self) -> Result<()> {
+        let elf = self.bytes_mut();
+        for (header, name) in section_names(elf)? {
+            if name == b".BTF" || name == b".BTF.ext" {
+                elf[header..header + 4].copy_from_slice(&0u32.to_le_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads `object` with `loader`; where the kernel refuses the object's BTF
+/// and aya therefore refuses the object (one with BTF tracepoints), loads
+/// it again without its BTF, and says so in the log. Programs that need
+/// BTF then fail to load on their own, and their fallbacks run.
+pub fn load(loader: &mut aya::EbpfLoader, mut object: Patched) -> Result<aya::Ebpf> {
+    match loader.load(object.bytes()) {
+        Err(aya::EbpfError::BtfError(e)) => {
+            log::info!("the kernel refuses the object's BTF ({e}): loading it without");
+            object.strip_btf()?;
+            Ok(loader.load(object.bytes())?)
+        }
+        r => Ok(r?),
+    }
 }
 
 /// The constants `(id, value)` of a `repr(C)` record of `u32` fields
@@ -90,8 +123,9 @@ pub fn with_constants(object: &[u8], constants: &[(u32, u64)]) -> Result<Patched
     Ok(p)
 }
 
-/// (offset, size) of every executable section of a little-endian ELF64.
-fn code_sections(elf: &[u8]) -> Result<Vec<(usize, usize)>> {
+/// The section headers of a little-endian ELF64: (header offset, flags,
+/// data offset, data size) each.
+fn section_headers(elf: &[u8]) -> Result<Vec<(usize, u64, usize, usize)>> {
     let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let u64_at = |o: usize| {
         elf.get(o..o + 8)
@@ -112,8 +146,16 @@ fn code_sections(elf: &[u8]) -> Result<Vec<(usize, usize)>> {
         else {
             bail!("a truncated section header table");
         };
+        found.push((sh, flags, offset as usize, size as usize));
+    }
+    Ok(found)
+}
+
+/// (offset, size) of every executable section.
+fn code_sections(elf: &[u8]) -> Result<Vec<(usize, usize)>> {
+    let mut found = Vec::new();
+    for (i, (_, flags, offset, size)) in section_headers(elf)?.into_iter().enumerate() {
         if flags & SHF_EXECINSTR != 0 {
-            let (offset, size) = (offset as usize, size as usize);
             if offset.checked_add(size).is_none_or(|end| end > elf.len()) {
                 bail!("section {i} lies outside the object");
             }
@@ -121,6 +163,32 @@ fn code_sections(elf: &[u8]) -> Result<Vec<(usize, usize)>> {
         }
     }
     Ok(found)
+}
+
+/// (header offset, name) of every section, its name read from the section
+/// name table (e_shstrndx).
+fn section_names(elf: &[u8]) -> Result<Vec<(usize, Vec<u8>)>> {
+    let headers = section_headers(elf)?;
+    let shstrndx = elf
+        .get(0x3e..0x40)
+        .map_or(usize::MAX, |b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let Some(&(_, _, table, table_size)) = headers.get(shstrndx) else {
+        bail!("no section name table");
+    };
+    let Some(names) = elf.get(table..table.saturating_add(table_size)) else {
+        bail!("the section name table lies outside the object");
+    };
+    Ok(headers
+        .iter()
+        .map(|&(sh, _, _, _)| {
+            let at = elf.get(sh..sh + 4).map_or(usize::MAX, |b| {
+                u32::from_le_bytes(b.try_into().unwrap()) as usize
+            });
+            let name = names.get(at..).unwrap_or_default();
+            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            (sh, name[..end].to_vec())
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -176,6 +244,81 @@ mod tests {
         // The typed GSO program reads the whole layout but _pad.
         for id in LT_GSO_LAYOUT..LT_GSO_LAYOUT + 7 {
             assert!(ids.contains(&id), "{id} missing: {ids:?}");
+        }
+    }
+
+    #[test]
+    fn strip_btf_hides_exactly_the_btf_sections() {
+        let names = |o: &[u8]| -> Vec<Vec<u8>> {
+            section_names(o)
+                .unwrap()
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect()
+        };
+        let mut p = with_constants(LAB, &[(LT_LAB_CORRUPT, 0)]).unwrap();
+        let before = names(p.bytes());
+        assert!(before.iter().any(|n| n == b".BTF") && before.iter().any(|n| n == b".BTF.ext"));
+        p.strip_btf().unwrap();
+        let after = names(p.bytes());
+        assert_eq!(after.len(), before.len());
+        for (a, b) in before.iter().zip(&after) {
+            if a == b".BTF" || a == b".BTF.ext" {
+                assert!(b.is_empty());
+            } else {
+                assert_eq!(a, b);
+            }
+        }
+        // aya still parses it, with its program and map, without BTF.
+        let obj = aya_obj::Object::parse(p.bytes()).unwrap();
+        assert!(obj.btf.is_none());
+        assert!(!obj.programs.is_empty() && !obj.maps.is_empty());
+        assert!(aya_obj::Object::parse(LAB).unwrap().btf.is_some());
+    }
+
+    /// The symbols that code relocations of `elf` name (calls and map
+    /// references), from its SHT_REL sections and symbol table.
+    fn called_symbols(elf: &[u8]) -> Vec<String> {
+        let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+        let headers = section_headers(elf).unwrap();
+        let kind = |sh: usize| u32_at(sh + 4);
+        let (symtab, _, syms, _) = *headers.iter().find(|h| kind(h.0) == 2).unwrap();
+        let strtab = headers[u32_at(symtab + 40) as usize].2;
+        let mut names = Vec::new();
+        for &(sh, _, off, size) in headers.iter().filter(|h| kind(h.0) == 9) {
+            let target = headers[u32_at(sh + 44) as usize];
+            if target.1 & SHF_EXECINSTR == 0 {
+                continue;
+            }
+            for r in (off..off + size).step_by(16) {
+                let sym = syms + (u64_at(r + 8) >> 32) * 24;
+                let name = &elf[strtab + u32_at(sym) as usize..];
+                let end = name.iter().position(|&b| b == 0).unwrap();
+                names.push(String::from_utf8_lossy(&name[..end]).into_owned());
+            }
+        }
+        names
+    }
+
+    /// LLVM lowers zeroing and copies of byte runs to calls of these, which
+    /// are loops: no verifier before 5.3 takes them (guard_ebpf::mem).
+    #[test]
+    fn no_object_calls_a_mem_builtin() {
+        for (name, object, map) in [
+            ("guard", GUARD, "MSS_COUNTERS"),
+            ("drops", DROPS, "DROPS"),
+            ("lab", LAB, "LAB_SNAT_COUNTERS"),
+        ] {
+            let calls = called_symbols(object);
+            // The relocations are read: each object's code names its map.
+            assert!(calls.iter().any(|c| c == map), "{name}: {calls:?}");
+            for builtin in ["memset", "memcpy", "memmove", "memcmp", "bcmp"] {
+                assert!(
+                    !calls.iter().any(|c| c == builtin),
+                    "{name} calls {builtin}"
+                );
+            }
         }
     }
 

@@ -58,7 +58,8 @@ impl Loaded {
         .into_iter()
         .map(|(o, constants)| {
             let o = objects::with_constants(o, &constants)?;
-            Ok(std::cell::RefCell::new(Ebpf::load(o.bytes())?))
+            let ebpf = objects::load(&mut aya::EbpfLoader::new(), o)?;
+            Ok(std::cell::RefCell::new(ebpf))
         })
         .collect::<Result<_>>()?;
         let mut loaded = Loaded {

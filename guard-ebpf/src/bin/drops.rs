@@ -90,14 +90,12 @@ fn count_drop<const BTF: bool>(skb: u64, location: u64, reason_arg: impl FnOnce(
     if reason == l.not_dropped_yet || reason == l.consumed {
         return 0;
     }
-    let mut key = DropKey {
-        location,
-        reason,
-        ifindex: 0,
-        netns: 0,
-        protocol: 0,
-        _pad: 0,
-    };
+    let mut slot = core::mem::MaybeUninit::uninit();
+    // SAFETY: DropKey holds only integers. Not a struct literal: its zero
+    // fields would be a memset call (guard_ebpf::mem).
+    let key: &mut DropKey = unsafe { guard_ebpf::mem::zeroed_in(&mut slot) };
+    key.location = location;
+    key.reason = reason;
     if l.skb_protocol != 0 && skb != 0 {
         key.protocol = u16::from_be(field::<BTF, u16>(skb, l.skb_protocol));
         let dev: u64 = field::<BTF, u64>(skb, l.skb_dev);
@@ -109,14 +107,14 @@ fn count_drop<const BTF: bool>(skb: u64, location: u64, reason_arg: impl FnOnce(
             }
         }
     }
-    if let Some(n) = DROPS.get_ptr_mut(&key) {
+    if let Some(n) = DROPS.get_ptr_mut(key) {
         // SAFETY: this CPU's slot of a per-CPU value.
         unsafe { *n += 1 };
     } else if DROPS
         // On the stack: a `&1` would be a .rodata constant, global data
         // that kernels before 5.2 lack.
         .insert(
-            &key,
+            key,
             &(guard_ebpf::parse::opaque(1) as u64),
             BPF_NOEXIST as u64,
         )

@@ -71,8 +71,7 @@ impl DropMonitor {
         let lock = if pin { Some(take_lock()?) } else { None };
         let object =
             objects::with_constants(objects::DROPS, &objects::record(LT_DROP_LAYOUT, &layout))?;
-        let mut ebpf = EbpfLoader::new()
-            .load(object.bytes())
+        let mut ebpf = objects::load(&mut EbpfLoader::new(), object)
             .context("loading the drop monitor's eBPF object")?;
         let program = attach(&mut ebpf, raw_only, &mut notes)?;
         let drops_map = ebpf.take_map(DROPS_MAP).expect("DROPS");

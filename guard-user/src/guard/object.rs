@@ -148,9 +148,7 @@ pub fn load_pinned(
     ];
     constants.extend(objects::record(LT_GSO_LAYOUT, &layout));
     let object = objects::with_constants(objects::GUARD, &constants)?;
-    loader
-        .load(object.bytes())
-        .context("loading the guard's eBPF object")
+    objects::load(&mut loader, object).context("loading the guard's eBPF object")
 }
 
 /// A program type the guard loads lazily, when it first attaches it.

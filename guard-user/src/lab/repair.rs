@@ -114,7 +114,7 @@ impl VxlanLab {
             a.exec(&["ethtool", "-K", "vx0", "tx", "off"])?;
         }
         let object = objects::with_constants(objects::LAB, &[(LT_LAB_CORRUPT, corrupt as u64)])?;
-        let mut snat = EbpfLoader::new().load(object.bytes())?;
+        let mut snat = objects::load(&mut EbpfLoader::new(), object)?;
         let prog: &mut SchedClassifier = snat
             .program_mut(PROG_LAB_DOUBLE_SNAT)
             .ok_or_else(|| anyhow!("no program {PROG_LAB_DOUBLE_SNAT}"))?

@@ -61,15 +61,18 @@ pub fn emit<C: EbpfContext>(ctx: &C, ev: &mut Event) {
     EVENTS.output(ctx, ev, 0);
 }
 
-/// An event of `kind` described from the frame's outermost headers.
+/// An event of `kind` described from the frame's outermost headers, in
+/// `slot`.
 #[inline(always)]
-pub fn event(kind: EventKind, hook: Hook, c: &Cursor, link: LinkKind) -> Event {
-    let mut ev = Event {
-        kind: kind as u8,
-        hook: hook as u8,
-        value: c.frame_len() as u32,
-        ..Event::default()
-    };
-    guard_ebpf::event::describe(c, link, &mut ev);
+pub fn event<'a>(
+    slot: &'a mut core::mem::MaybeUninit<Event>,
+    kind: EventKind,
+    hook: Hook,
+    c: &Cursor,
+    link: LinkKind,
+) -> &'a mut Event {
+    let ev = guard_ebpf::event::blank(slot, kind, hook);
+    ev.value = c.frame_len() as u32;
+    guard_ebpf::event::describe(c, link, ev);
     ev
 }

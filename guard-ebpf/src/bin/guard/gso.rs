@@ -112,9 +112,16 @@ fn tc_gso<const TYPED: bool>(ctx: &TcContext) -> i32 {
     } else {
         EventKind::GsoFlagged
     };
-    let mut ev = emit::event(kind, Hook::TcIngress, &tc_cursor(ctx), link_kind());
+    let mut slot = core::mem::MaybeUninit::uninit();
+    let ev = emit::event(
+        &mut slot,
+        kind,
+        Hook::TcIngress,
+        &tc_cursor(ctx),
+        link_kind(),
+    );
     ev.reason = outcome as u32;
     ev.value = ctx.len();
-    emit::emit(ctx, &mut ev);
+    emit::emit(ctx, ev);
     if drop { TC_ACT_SHOT } else { TC_ACT_UNSPEC }
 }

@@ -15,9 +15,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use guard_common::{
-    CSUM_COUNTER_ENTRIES, Event, EventKind, FEATURE_CSUM, FEATURE_MSS, Hook, LT_FEATURES,
-    LT_HAS_GSO_SIZE, LT_LINK_KIND, LinkKind, MSS_COUNTER_ENTRIES, MssConfig, MssOutcome,
-    RepairConfig, RepairOutcome,
+    CSUM_COUNTER_ENTRIES, EventKind, FEATURE_CSUM, FEATURE_MSS, Hook, LT_FEATURES, LT_HAS_GSO_SIZE,
+    LT_LINK_KIND, LinkKind, MSS_COUNTER_ENTRIES, MssConfig, MssOutcome, RepairConfig,
+    RepairOutcome,
 };
 use guard_ebpf::{
     ctx::{self, Scratch, TcDatagram, TcFrame, XdpFrags},
@@ -81,18 +81,15 @@ fn clamp<F: Frame, C: EbpfContext>(frame: &mut F, hook: Hook, ctx: &C) {
                 let outcome = mss::clamp_syn(frame, &seg, cfg);
                 if outcome == MssOutcome::Clamped {
                     let c = frame.cursor();
-                    let mut ev = Event {
-                        kind: EventKind::Clamped as u8,
-                        hook: hook as u8,
-                        reason: outcome as u32,
-                        ..Event::default()
-                    };
-                    guard_ebpf::event::describe_tcp(&c, &seg, &mut ev);
+                    let mut slot = core::mem::MaybeUninit::uninit();
+                    let ev = guard_ebpf::event::blank(&mut slot, EventKind::Clamped, hook);
+                    ev.reason = outcome as u32;
+                    guard_ebpf::event::describe_tcp(&c, &seg, ev);
                     ev.value = match seg.ip {
                         IpVersion::V4 => cfg.mss_v4,
                         IpVersion::V6 => cfg.mss_v6,
                     } as u32;
-                    emit::emit(ctx, &mut ev);
+                    emit::emit(ctx, ev);
                 }
                 outcome
             }
@@ -118,10 +115,17 @@ fn repair<D: Datagram, C: EbpfContext>(d: &mut D, hook: Hook, ctx: &C) {
     if outcome != RepairOutcome::NotVxlan {
         ctx::bump(&CSUM_COUNTERS, outcome.index(hook));
         if outcome == RepairOutcome::OuterRepaired {
-            let mut ev = emit::event(EventKind::Repaired, hook, &d.cursor(), link_kind());
+            let mut slot = core::mem::MaybeUninit::uninit();
+            let ev = emit::event(
+                &mut slot,
+                EventKind::Repaired,
+                hook,
+                &d.cursor(),
+                link_kind(),
+            );
             ev.reason = outcome as u32;
             ev.value = d.frame_len() as u32;
-            emit::emit(ctx, &mut ev);
+            emit::emit(ctx, ev);
         }
     }
 }
