@@ -53,6 +53,12 @@ impl Patched {
 /// it again without its BTF, and says so in the log. Programs that need
 /// BTF then fail to load on their own, and their fallbacks run.
 pub fn load(loader: &mut aya::EbpfLoader, mut object: Patched) -> Result<aya::Ebpf> {
+    // aya asks for log level DEBUG | STATS (5). STATS arrived in 5.2;
+    // before, any level above 1 logs every instruction, the log overflows,
+    // and a refusal comes back with an empty log: ask for DEBUG alone.
+    if crate::host::sys::kernel_version().is_ok_and(|v| v < (5, 2)) {
+        loader.verifier_log_level(aya::VerifierLogLevel::DEBUG);
+    }
     match loader.load(object.bytes()) {
         Err(aya::EbpfError::BtfError(e)) => {
             log::info!("the kernel refuses the object's BTF ({e}): loading it without");
