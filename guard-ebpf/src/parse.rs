@@ -43,6 +43,11 @@ pub fn opaque(mut x: usize) -> usize {
     x
 }
 
+/// The largest offset [`Cursor::bytes`] reads at (16 KiB: past a 9000-byte
+/// jumbo frame). Below the verifier's MAX_PACKET_OFF (0xffff) by more than
+/// any read, which it needs to grant a range to `p + off + N`.
+pub const MAX_OFFSET: usize = 0x3fff;
+
 #[derive(Clone, Copy)]
 pub struct Cursor {
     start: usize,
@@ -79,7 +84,14 @@ impl Cursor {
     /// the frame.
     #[inline(always)]
     pub fn bytes<const N: usize>(&self, off: usize) -> Option<*mut [u8; N]> {
-        let p = self.start + opaque(off);
+        if off > MAX_OFFSET {
+            return None;
+        }
+        // Masked (LLVM cannot drop the mask of an opaque value): verifiers
+        // before 5.16 forget the bounds of a scalar spilled to the stack,
+        // and refuse "math between pkt pointer and register with unbounded
+        // min value" when LLVM reloads an offset. A constant stays one.
+        let p = self.start + (opaque(off) & MAX_OFFSET);
         if p + N > self.end {
             return None;
         }
