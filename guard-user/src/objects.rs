@@ -328,6 +328,28 @@ mod tests {
         }
     }
 
+    /// Kernels before 5.2 take at most 4,096 instructions per program
+    /// (BPF_MAXINSNS; E2BIG with an empty verifier log): every program
+    /// that runs there must fit, with its loops unrolled.
+    #[test]
+    fn programs_for_kernels_before_5_2_fit_in_4096_instructions() {
+        use guard_common::{
+            PROG_DROP_MONITOR, PROG_LAB_DOUBLE_SNAT, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+        };
+        for (object, name) in [
+            (GUARD, PROG_XDP),
+            (GUARD, PROG_TC_INGRESS),
+            (GUARD, PROG_TC_EGRESS),
+            (DROPS, PROG_DROP_MONITOR),
+            (LAB, PROG_LAB_DOUBLE_SNAT),
+        ] {
+            let obj = aya_obj::Object::parse(object).unwrap();
+            let f = obj.functions.values().find(|f| f.name == name).expect(name);
+            let n = f.instructions.len();
+            assert!(n <= 4096, "{name}: {n} instructions");
+        }
+    }
+
     #[test]
     fn a_record_is_its_words_in_order() {
         let l = GsoLayout {

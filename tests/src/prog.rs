@@ -135,6 +135,16 @@ impl Loaded {
         ] {
             let mut ebpf = loaded.object_of(name)?.borrow_mut();
             let p: &mut SchedClassifier = ebpf.program_mut(name).expect("tc program").try_into()?;
+            let gso = name == guard_common::PROG_TC_GSO || name == guard_common::PROG_TC_GSO_TYPED;
+            if gso && !guard_user::guard::object::gso_size_supported() {
+                // The loader refuses --gso-guard here; the kernel would too.
+                anyhow::ensure!(
+                    p.load().is_err(),
+                    "{name} loaded on a kernel without __sk_buff.gso_size"
+                );
+                eprintln!("{name}: refused by this kernel (__sk_buff.gso_size needs Linux 5.7)");
+                continue;
+            }
             p.load().with_context(|| format!("loading {name}"))?;
         }
         let mut ebpf = loaded
@@ -145,13 +155,25 @@ impl Loaded {
             .expect("drop monitor")
             .try_into()?;
         p.load().context("loading the drop monitor")?;
-        let btf = aya::Btf::from_sys_fs()?;
-        let p: &mut aya::programs::BtfTracePoint = ebpf
-            .program_mut(guard_common::PROG_DROP_MONITOR_BTF)
-            .expect("drop monitor (BTF)")
-            .try_into()?;
-        p.load("kfree_skb", &btf)
-            .context("loading the drop monitor (BTF)")?;
+        // The BTF tracepoint needs the kernel's BTF (4.19 has none: the
+        // drop monitor runs the raw tracepoint there, loaded above).
+        match aya::Btf::from_sys_fs() {
+            Ok(btf) => {
+                let p: &mut aya::programs::BtfTracePoint = ebpf
+                    .program_mut(guard_common::PROG_DROP_MONITOR_BTF)
+                    .expect("drop monitor (BTF)")
+                    .try_into()?;
+                p.load("kfree_skb", &btf)
+                    .context("loading the drop monitor (BTF)")?;
+            }
+            Err(_) => {
+                anyhow::ensure!(
+                    !std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
+                    "the kernel has BTF that aya cannot read"
+                );
+                eprintln!("drop_monitor_btf: not loaded (the kernel has no BTF)");
+            }
+        }
         drop(ebpf);
         Ok(loaded)
     }

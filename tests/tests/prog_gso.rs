@@ -16,6 +16,16 @@ const TC_ACT_UNSPEC: u32 = u32::MAX;
 
 fn table(prog: &str, action: GsoAction) {
     let mut l = Loaded::new(MssConfig::new(0, 0), LinkKind::Ethernet).expect("load the object");
+    if !guard_user::guard::object::gso_size_supported() {
+        // Before 5.7 the program reads a field the kernel does not have:
+        // its verifier refuses it (and `run --gso-guard` says so first).
+        let frame = &gso_cases()[0].frame;
+        assert!(
+            l.run_gso(prog, frame, 1448, 2).is_err(),
+            "{prog} ran without gso_size"
+        );
+        return;
+    }
     l.set_gso(GsoConfig {
         min_size: GSO_MIN_SIZE_DEFAULT,
         max_segs: GSO_MAX_SEGS_DEFAULT,

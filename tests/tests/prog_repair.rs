@@ -149,6 +149,12 @@ fn jumbo_frames_across_xdp_fragments() {
 fn aggregates_at_tc_are_not_judged() {
     let l = loaded(RepairWrite::Recompute);
     let f = snat_mangled(Vxlan::new(Segment::syn(&testpkt::mss(1460)).build()));
+    if !guard_user::guard::object::gso_size_supported() {
+        // Before 5.7 an skb's gso_size is neither readable by the program
+        // nor settable by the test run: aggregates are not told apart there.
+        assert!(l.run_gso(PROG_TC_INGRESS, &f, 1400, 2).is_err());
+        return;
+    }
     let before = l.repair_counters().unwrap()[Hook::TcIngress as usize].clone();
     let ran = l.run_gso(PROG_TC_INGRESS, &f, 1400, 2).expect("test run");
     let after = l.repair_counters().unwrap()[Hook::TcIngress as usize].clone();

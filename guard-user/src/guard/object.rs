@@ -49,7 +49,7 @@ impl Features {
 }
 
 /// `__sk_buff.gso_size` arrived in Linux 5.7.
-pub(crate) fn gso_size_supported() -> bool {
+pub fn gso_size_supported() -> bool {
     kernel::has(Feature::GsoSize)
 }
 
