@@ -15,13 +15,22 @@ fn stops_clean_with(attach: &str, signal: libc::c_int, features: &[&str]) {
     let (ns, _peer) = host();
     let mut args = vec!["--iface", IFACE, "--attach", attach];
     args.extend_from_slice(features);
-    if attach == "xdp" && features.contains(&"--csum-repair") && !kernel_at_least(5, 18) {
-        // The repair at XDP needs multi-buffer XDP: refused in one line.
+    // The GSO guard needs __sk_buff.gso_size (5.7), the repair at XDP
+    // multi-buffer XDP (5.18): where the kernel lacks one, `run` refuses in
+    // one line and leaves nothing.
+    let refusal = if features.contains(&"--gso-guard") && !kernel_at_least(5, 7) {
+        Some("lacks (it exists since 5.7)")
+    } else if attach == "xdp" && features.contains(&"--csum-repair") && !kernel_at_least(5, 18) {
+        Some("needs Linux 5.18+")
+    } else {
+        None
+    };
+    if let Some(want) = refusal {
         let mut all = vec!["run"];
         all.extend_from_slice(&args);
         let (code, stderr) = fails(&ns, &all);
         assert_eq!(code, 1, "{stderr}");
-        assert!(stderr.contains("needs Linux 5.18+"), "{stderr}");
+        assert!(stderr.contains(want), "{stderr}");
         assert!(!stderr.contains("verifier"), "{stderr}");
         let left = leftovers(&ns);
         assert!(left.is_empty(), "left behind after a refusal: {left:?}");
