@@ -19,12 +19,30 @@ pub fn get<const ID: u32>() -> u64 {
     v
 }
 
-/// A record of `u32` fields read from consecutive load-time constants
-/// from `$base`: field `$field` is word `$i` of the record as the loader
-/// writes it (its `repr(C)` order).
+/// A layout record (GsoLayout, DropLayout: eight `u32` fields, `repr(C)`)
+/// read from the eight load-time constants from `$base`, word `i` of the
+/// record being constant `$base + i`, as the loader writes them.
 #[macro_export]
 macro_rules! loadtime_record {
-    ($t:ident, $base:expr, { $($field:ident = $i:literal),* $(,)? }) => {
-        $t { $($field: $crate::loadtime::get::<{ $base + $i }>() as u32),* }
+    ($base:expr) => {
+        $crate::loadtime::record([
+            $crate::loadtime::get::<{ $base }>() as u32,
+            $crate::loadtime::get::<{ $base + 1 }>() as u32,
+            $crate::loadtime::get::<{ $base + 2 }>() as u32,
+            $crate::loadtime::get::<{ $base + 3 }>() as u32,
+            $crate::loadtime::get::<{ $base + 4 }>() as u32,
+            $crate::loadtime::get::<{ $base + 5 }>() as u32,
+            $crate::loadtime::get::<{ $base + 6 }>() as u32,
+            $crate::loadtime::get::<{ $base + 7 }>() as u32,
+        ])
     };
+}
+
+/// Eight words as a layout record `T`.
+#[inline(always)]
+pub fn record<T: Copy>(words: [u32; 8]) -> T {
+    const { assert!(core::mem::size_of::<T>() == 32 && core::mem::align_of::<T>() <= 4) };
+    // SAFETY: T is a repr(C) record of eight u32 (sizes asserted here and
+    // in guard-common), valid for any bits.
+    unsafe { core::mem::transmute_copy(&words) }
 }

@@ -23,16 +23,7 @@ static DROPS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// the tracepoint's format and the kernel's BTF.
 #[inline(always)]
 fn drop_layout() -> DropLayout {
-    guard_ebpf::loadtime_record!(DropLayout, LT_DROP_LAYOUT, {
-        has_reason = 0,
-        skb_protocol = 1,
-        skb_dev = 2,
-        dev_ifindex = 3,
-        dev_net = 4,
-        net_inum = 5,
-        not_dropped_yet = 6,
-        consumed = 7,
-    })
+    guard_ebpf::loadtime_record!(LT_DROP_LAYOUT)
 }
 
 /// A kernel value at `base + off`, 0 where it cannot be read.

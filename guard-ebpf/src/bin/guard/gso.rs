@@ -27,16 +27,7 @@ static GSO_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(GSO_COUNTE
 /// (written by the loader; all 0 when unknown).
 #[inline(always)]
 fn gso_layout() -> GsoLayout {
-    guard_ebpf::loadtime_record!(GsoLayout, LT_GSO_LAYOUT, {
-        skb_head = 0,
-        skb_end = 1,
-        shinfo_gso_type = 2,
-        tcpv4 = 3,
-        tcpv6 = 4,
-        udp = 5,
-        tunnel = 6,
-        _pad = 7,
-    })
+    guard_ebpf::loadtime_record!(LT_GSO_LAYOUT)
 }
 
 /// The malformed-GSO guard, at TC ingress: GSO metadata exists on skbs only.
