@@ -57,9 +57,25 @@ pub fn parse_interval(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Whether the monitor can read a drop's device and protocol: their
+/// offsets come from the kernel's BTF (4.19 has none).
+pub fn devices_readable() -> bool {
+    std::path::Path::new(KERNEL_BTF).exists()
+}
+
 /// `pktguard drops`: counts drops and shows them every interval.
 pub fn run(opts: &Options) -> Result<()> {
     sys::check_privileges()?;
+    if let Some(iface) = &opts.iface
+        && !devices_readable()
+    {
+        bail!(
+            "--iface {iface} needs the kernel's BTF ({KERNEL_BTF}) to read each drop's device, \
+             and this kernel has none: drops are counted by location only, without --iface"
+        );
+    }
     let mon = match DropMonitor::shared()? {
         Some(m) => m,
         None => DropMonitor::start(false)?,
