@@ -163,7 +163,10 @@ fn ipv6_unreachable_route_drops_in_ip6_pkt_drop() {
         "IP_INNOROUTES",
         &["ip6_pkt_drop", "ip6_pkt_discard"],
     );
-    assert_eq!(row["protocol"], "ipv6");
+    // The protocol is read at an offset from the kernel's BTF.
+    if devices_readable() {
+        assert_eq!(row["protocol"], "ipv6");
+    }
     assert!(
         row["location"].as_str().unwrap().starts_with("ip6_pkt_"),
         "{row}"

@@ -5,6 +5,7 @@
 //! fixes (offload toggles) and says what it changed.
 
 mod checks;
+pub use checks::vxlan_csum::has_nat_csum_fix;
 pub mod host;
 pub mod proc;
 

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, bail};
 
 use guard_common::{GSO_MAX_SEGS_DEFAULT, GSO_MIN_SIZE_DEFAULT, GsoAction, GsoConfig, GsoOutcome};
 use guard_ebpf::{
@@ -98,9 +98,13 @@ impl GsoLab {
         node.sysctl(&format!("net.ipv4.conf.{TAP_IF}.rp_filter"), "0")?;
         sink.exec(&[
             "nft",
-            "add table inet gsolab; add counter inet gsolab seen; \
+            // Rule counters, one rule per protocol: named counters need
+            // nft_objref and `{ tcp, udp }` a set backend, which the 4.19
+            // kernel of the matrix lacks.
+            "add table inet gsolab; \
              add chain inet gsolab pre { type filter hook prerouting priority -300; }; \
-             add rule inet gsolab pre meta l4proto { tcp, udp } th dport 8080 counter name seen",
+             add rule inet gsolab pre tcp dport 8080 counter; \
+             add rule inet gsolab pre udp dport 8080 counter",
         ])?;
         // No ARP during a measurement: the sink's address is known.
         let sink_mac = sink.mac_text(SINK_IF)?;
@@ -218,21 +222,30 @@ impl GsoLab {
     }
 
     /// TCP and UDP packets and bytes to port 8080 the sink has received so far
-    /// (an nftables counter: only the injected traffic).
+    /// (the counters of the chain's two rules: only the injected traffic).
     pub fn sink_rx(&self) -> Result<(u64, u64)> {
         let out = self
             .sink
-            .exec(&["nft", "list", "counter", "inet", "gsolab", "seen"])?;
-        let num = |key: &str| -> Result<u64> {
-            let at = out.find(key).ok_or_else(|| anyhow!("no {key} in {out}"))? + key.len();
-            Ok(out[at..]
-                .trim_start()
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()?)
+            .exec(&["nft", "list", "chain", "inet", "gsolab", "pre"])?;
+        // `counter packets N bytes M`, once per rule.
+        let sum = |key: &str| -> Result<u64> {
+            let mut total = 0;
+            let mut rules = 0;
+            for (at, _) in out.match_indices(key) {
+                let n: String = out[at + key.len()..]
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                total += n.parse::<u64>()?;
+                rules += 1;
+            }
+            if rules != 2 {
+                bail!("{rules} counters of {key} in {out}");
+            }
+            Ok(total)
         };
-        Ok((num("packets")?, num("bytes")?))
+        Ok((sum("packets")?, sum("bytes")?))
     }
 }
 

@@ -56,10 +56,6 @@ pub const KERNELS: [(&str, Source); 4] = [
     ("6.12", Source::Debian("bookworm-backports")),
 ];
 
-/// Kernels that `all` leaves out until the guest suite passes on them: the
-/// programs do not load on 4.19 yet (global data, BTF, instruction limits).
-const NOT_IN_ALL_YET: [&str; 1] = ["4.19"];
-
 /// The privileged test binaries that run inside the guests, with libtest
 /// filters (none: all of the binary's tests).
 pub const GUEST_TESTS: [(&str, &[&str]); 13] = [
@@ -117,16 +113,6 @@ pub fn run(which: &str, pktguard: &Path, binaries: &[(String, PathBuf)]) -> Resu
     let kernels: Vec<_> = KERNELS
         .iter()
         .filter(|(k, _)| which == "all" || which == *k)
-        .filter(|(k, _)| {
-            let later = which == "all" && NOT_IN_ALL_YET.contains(k);
-            if later {
-                println!(
-                    "== kernel {k}: not in the default matrix yet (the guest suite does not pass \
-                     there); run it with: cargo xtask vm-test --kernel {k}"
-                );
-            }
-            !later
-        })
         .collect();
     if kernels.is_empty() {
         bail!("unknown kernel {which:?}: {} or all", kernel_names());
