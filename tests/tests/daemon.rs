@@ -154,9 +154,20 @@ fn replacing_the_programs_under_traffic_lets_no_syn_escape() {
     let acceptor = {
         let stop = stop.clone();
         std::thread::spawn(move || {
+            let mut held = std::collections::VecDeque::new();
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((s, _)) => drop(s),
+                    // Closed 64 connections later, long after the client
+                    // closed it: the client's side holds the TIME_WAIT, and
+                    // its port choice avoids it. When the pod closed first,
+                    // a later SYN on a 4-tuple it kept in TIME_WAIT was
+                    // reset (4.19: after 253 connections).
+                    Ok((s, _)) => {
+                        held.push_back(s);
+                        if held.len() > 64 {
+                            held.pop_front();
+                        }
+                    }
                     Err(_) => std::thread::sleep(Duration::from_millis(1)),
                 }
             }
