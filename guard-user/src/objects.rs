@@ -96,11 +96,8 @@ const BPF_LD_IMM64: u8 = 0x18;
 /// the reads of fields a program does not use, `_pad` say).
 pub fn with_constants(object: &[u8], constants: &[(u32, u64)]) -> Result<Patched> {
     let mut p = Patched(vec![0u64; object.len().div_ceil(8)]);
-    // SAFETY: as in `bytes`, mutably; the vector holds at least len bytes.
-    let buf =
-        unsafe { std::slice::from_raw_parts_mut(p.0.as_mut_ptr().cast::<u8>(), p.0.len() * 8) };
-    buf[..object.len()].copy_from_slice(object);
-    let buf = &mut buf[..object.len()];
+    let buf = &mut p.bytes_mut()[..object.len()];
+    buf.copy_from_slice(object);
     for (start, len) in code_sections(buf)? {
         let code = &mut buf[start..start + len];
         let mut at = 0;
