@@ -98,11 +98,24 @@ pub fn with_constants(object: &[u8], constants: &[(u32, u64)]) -> Result<Patched
     let mut p = Patched(vec![0u64; object.len().div_ceil(8)]);
     let buf = &mut p.bytes_mut()[..object.len()];
     buf.copy_from_slice(object);
-    for (start, len) in code_sections(buf)? {
-        let code = &mut buf[start..start + len];
-        let mut at = 0;
-        while at + 16 <= code.len() {
-            let insn = &code[at..at + 16];
+    for (at, id) in placeholders(buf)? {
+        let Some(&(_, v)) = constants.iter().find(|(c, _)| *c == id) else {
+            bail!("the object needs load-time constant {id}, which the loader does not set");
+        };
+        buf[at + 4..at + 8].copy_from_slice(&(v as u32).to_le_bytes());
+        buf[at + 12..at + 16].copy_from_slice(&((v >> 32) as u32).to_le_bytes());
+    }
+    Ok(p)
+}
+
+/// Every placeholder of a load-time constant in the object's code: the
+/// offset of its `ld_imm64` in the object, and the constant's id.
+fn placeholders(elf: &[u8]) -> Result<Vec<(usize, u32)>> {
+    let mut found = Vec::new();
+    for (start, len) in code_sections(elf)? {
+        let mut at = start;
+        while at + 16 <= start + len {
+            let insn = &elf[at..at + 16];
             if insn[0] != BPF_LD_IMM64 {
                 at += 8;
                 continue;
@@ -111,19 +124,12 @@ pub fn with_constants(object: &[u8], constants: &[(u32, u64)]) -> Result<Patched
             let hi = u32::from_le_bytes(insn[12..16].try_into().unwrap());
             // src_reg 0: a plain constant (not a map or BTF reference).
             if insn[1] >> 4 == 0 && hi as u64 == LOADTIME_MAGIC {
-                let Some(i) = constants.iter().position(|(id, _)| *id == lo) else {
-                    bail!(
-                        "the object needs load-time constant {lo}, which the loader does not set"
-                    );
-                };
-                let v = constants[i].1;
-                code[at + 4..at + 8].copy_from_slice(&(v as u32).to_le_bytes());
-                code[at + 12..at + 16].copy_from_slice(&((v >> 32) as u32).to_le_bytes());
+                found.push((at, lo));
             }
             at += 16;
         }
     }
-    Ok(p)
+    Ok(found)
 }
 
 /// The section headers of a little-endian ELF64: (header offset, flags,
@@ -200,18 +206,12 @@ mod tests {
     use guard_common::{GsoLayout, LT_GSO_LAYOUT, LT_LAB_CORRUPT, placeholder};
 
     /// The placeholders of `object`'s code: (id, how many).
-    fn placeholders(object: &[u8]) -> Vec<(u32, usize)> {
+    fn ids(object: &[u8]) -> Vec<(u32, usize)> {
         let mut found: Vec<(u32, usize)> = Vec::new();
-        for (start, len) in code_sections(object).unwrap() {
-            for insn in object[start..start + len].as_chunks::<8>().0.windows(2) {
-                let hi = u32::from_le_bytes(insn[1][4..8].try_into().unwrap());
-                if insn[0][0] == BPF_LD_IMM64 && hi as u64 == LOADTIME_MAGIC {
-                    let id = u32::from_le_bytes(insn[0][4..8].try_into().unwrap());
-                    match found.iter_mut().find(|(i, _)| *i == id) {
-                        Some(f) => f.1 += 1,
-                        None => found.push((id, 1)),
-                    }
-                }
+        for (_, id) in placeholders(object).unwrap() {
+            match found.iter_mut().find(|(i, _)| *i == id) {
+                Some(f) => f.1 += 1,
+                None => found.push((id, 1)),
             }
         }
         found
@@ -219,9 +219,9 @@ mod tests {
 
     #[test]
     fn the_lab_object_takes_its_constant_and_keeps_no_placeholder() {
-        assert_eq!(placeholders(LAB), [(LT_LAB_CORRUPT, 1)]);
+        assert_eq!(ids(LAB), [(LT_LAB_CORRUPT, 1)]);
         let p = with_constants(LAB, &[(LT_LAB_CORRUPT, 0x1_0000_0007)]).unwrap();
-        assert!(placeholders(p.bytes()).is_empty());
+        assert!(ids(p.bytes()).is_empty());
         // Only the immediate changed: the rest of the object is the same.
         let diff = LAB.iter().zip(p.bytes()).filter(|(a, b)| a != b).count();
         assert!((1..=8).contains(&diff), "{diff} bytes changed");
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn the_guard_object_has_every_guard_constant() {
-        let ids: Vec<u32> = placeholders(GUARD).iter().map(|(id, _)| *id).collect();
+        let ids: Vec<u32> = ids(GUARD).iter().map(|(id, _)| *id).collect();
         for id in [1, 2, 3] {
             assert!(ids.contains(&id), "{id} missing: {ids:?}");
         }

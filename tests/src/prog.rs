@@ -168,7 +168,7 @@ impl Loaded {
             }
             Err(_) => {
                 anyhow::ensure!(
-                    !std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
+                    !guard_user::host::kernel::has(guard_user::host::kernel::Feature::KernelBtf),
                     "the kernel has BTF that aya cannot read"
                 );
                 eprintln!("drop_monitor_btf: not loaded (the kernel has no BTF)");

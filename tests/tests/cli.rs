@@ -157,7 +157,8 @@ fn drops_reads_the_monitor_of_run_drop_monitor() {
     let mut args = vec!["drops", "--json", "--count", "1", "--interval", "100ms"];
     // The device is read through the kernel's BTF: without it (4.19)
     // --iface is refused, and rows carry no device.
-    let devices = guard_user::drops::devices_readable();
+    use guard_user::host::kernel::{Feature, has};
+    let devices = has(Feature::KernelBtf);
     if devices {
         args.extend(["--iface", "lo"]);
     } else {

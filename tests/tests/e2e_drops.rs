@@ -107,7 +107,11 @@ fn is(row: &serde_json::Value, reason: &str, functions: &[&str], iface: &str) ->
         && row["total"].as_u64().unwrap_or(0) >= SENT
 }
 
-use guard_user::drops::devices_readable;
+use guard_user::host::kernel::{Feature, has};
+
+fn devices_readable() -> bool {
+    has(Feature::KernelBtf)
+}
 
 /// `args` for a watch on this kernel: where drops carry no device (no
 /// BTF), `--iface` is refused in one line (asserted) and left out.

@@ -22,7 +22,10 @@ pub use monitor::{DropMonitor, Snapshot};
 pub use names::{IfaceNames, name_key};
 pub use table::{Filter, Row, rows};
 
-use crate::host::sys;
+use crate::host::{
+    kernel::{self, Feature},
+    sys,
+};
 
 /// How `pktguard drops` shows what it counts.
 #[derive(Debug, Clone)]
@@ -57,23 +60,18 @@ pub fn parse_interval(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
-
-/// Whether the monitor can read a drop's device and protocol: their
-/// offsets come from the kernel's BTF (4.19 has none).
-pub fn devices_readable() -> bool {
-    std::path::Path::new(KERNEL_BTF).exists()
-}
-
 /// `pktguard drops`: counts drops and shows them every interval.
 pub fn run(opts: &Options) -> Result<()> {
     sys::check_privileges()?;
+    // A drop's device is read at offsets from the kernel's BTF (4.19 has
+    // none).
     if let Some(iface) = &opts.iface
-        && !devices_readable()
+        && !kernel::has(Feature::KernelBtf)
     {
         bail!(
-            "--iface {iface} needs the kernel's BTF ({KERNEL_BTF}) to read each drop's device, \
-             and this kernel has none: drops are counted by location only, without --iface"
+            "--iface {iface} needs the kernel's BTF ({}) to read each drop's device, \
+             and this kernel has none: drops are counted by location only, without --iface",
+            crate::host::btf::VMLINUX
         );
     }
     let mon = match DropMonitor::shared()? {

@@ -31,15 +31,19 @@ pub enum Feature {
     /// bpf_probe_read_kernel from TC with the kernel's BTF (5.5): the GSO
     /// guard reads skb_shinfo(skb)->gso_type.
     GsoType,
+    /// The kernel's BTF (/sys/kernel/btf/vmlinux): where the drop monitor
+    /// finds sk_buff's and net_device's fields.
+    KernelBtf,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 5] = [
+    pub const ALL: [Feature; 6] = [
         Feature::Tcx,
         Feature::XdpLink,
         Feature::XdpFrags,
         Feature::GsoSize,
         Feature::GsoType,
+        Feature::KernelBtf,
     ];
 
     /// What it is, and the release that brought it.
@@ -50,6 +54,7 @@ impl Feature {
             Feature::XdpFrags => ("multi-buffer XDP", "5.18"),
             Feature::GsoSize => ("__sk_buff.gso_size", "5.7"),
             Feature::GsoType => ("bpf_probe_read_kernel at TC with BTF", "5.5"),
+            Feature::KernelBtf => ("kernel BTF", "5.4, CONFIG_DEBUG_INFO_BTF"),
         }
     }
 
@@ -71,13 +76,16 @@ impl Feature {
             Feature::GsoType => {
                 "the GSO guard checks gso_size and segments, not gso_type (TCPv4 GSO on IPv6 or UDP passes)"
             }
+            Feature::KernelBtf => {
+                "the drop monitor counts drops by location, without device or protocol (drops --iface is refused)"
+            }
         }
     }
 }
 
 /// The running kernel's answer for each feature (probed once).
 pub fn has(f: Feature) -> bool {
-    static FOUND: OnceLock<[bool; 5]> = OnceLock::new();
+    static FOUND: OnceLock<[bool; Feature::ALL.len()]> = OnceLock::new();
     FOUND.get_or_init(|| Feature::ALL.map(probe))[f as usize]
 }
 
@@ -97,8 +105,10 @@ fn probe(f: Feature) -> bool {
             is_helper_supported(ProgramType::Xdp, BpfHelper::BPF_FUNC_xdp_load_bytes)
                 .unwrap_or_else(|_| at_least((5, 18)))
         }
+        Feature::KernelBtf => std::path::Path::new(super::btf::VMLINUX).exists(),
         Feature::GsoType => {
-            std::path::Path::new("/sys/kernel/btf/vmlinux").exists()
+            // probe, not has(): inside has()'s one-time initialisation.
+            probe(Feature::KernelBtf)
                 && is_helper_supported(
                     ProgramType::SchedClassifier,
                     BpfHelper::BPF_FUNC_probe_read_kernel,
