@@ -328,3 +328,130 @@ fn raw_tracepoint_fallback_counts_the_same() {
         .sum();
     assert!(hits >= SENT, "{hits} of {SENT}: {snap:?}");
 }
+
+/// Distinct IPv6 destinations of the incident-2 test: each a /128 route
+/// of its own on the router, so each needs a dst entry of its own.
+const DESTINATIONS: usize = 200;
+/// The router's net.ipv6.route.max_size, and the garbage collector's
+/// threshold under it (the default, 1024, would never run the collector
+/// before a few hundred entries; the limit is what the incident is about).
+const ROUTE_MAX_SIZE: usize = 16;
+
+/// Incident 2: a router with a small `net.ipv6.route.max_size` forwarding
+/// to many IPv6 destinations. Once the dst entries pass the limit, a new
+/// route lookup fails, falls back to the null entry, and the packet dies
+/// in ip6_pkt_drop with no log line (4.19): `pktguard drops` names the
+/// location, and `pktguard doctor` shows the dst usage against max_size
+/// as a failure. On a kernel that no longer enforces the limit (6.3+) the
+/// fix is asserted instead: every datagram is forwarded, nothing dies in
+/// ip6_pkt_drop, and the doctor says the limit is not enforced. On 5.10 and
+/// 6.1 this pattern, measured, reaches no drop (their per-CPU dst
+/// accounting differs; not explained yet): there the doctor's usage line is
+/// asserted, and nothing about the drops.
+#[test]
+fn incident2_small_route_max_size_drops_in_ip6_pkt_drop() {
+    let (a, b) = pair(1500);
+    let tag = netns::unique_tag();
+    let c = Netns::new(&format!("pg-{tag}-dc")).unwrap();
+    netns::veth(
+        &VethEnd::new(&b, "b1", &["fd78::1/64"], 1500),
+        &VethEnd::new(&c, "c0", &["fd78::2/64"], 1500),
+    )
+    .unwrap();
+    let c_mac = c.mac_text("c0").unwrap();
+    b.ip(&[
+        "neigh",
+        "replace",
+        "fd78::2",
+        "lladdr",
+        &c_mac,
+        "dev",
+        "b1",
+        "nud",
+        "permanent",
+    ])
+    .unwrap();
+    // c takes every destination as its own (no forwarding, no null entry
+    // there): only b's lookups can fail.
+    c.ip(&["-6", "route", "add", "local", "fd99::/64", "dev", "lo"])
+        .unwrap();
+    a.ip(&["-6", "route", "add", "fd99::/64", "via", "fd77::2"])
+        .unwrap();
+    b.sysctl("net.ipv6.conf.all.forwarding", "1").unwrap();
+    let batch = std::env::temp_dir().join(format!("pktguard-routes-{tag}"));
+    let routes: String = (1..=DESTINATIONS)
+        .map(|i| format!("route add fd99::{i:x}/128 via fd78::2 dev b1\n"))
+        .collect();
+    std::fs::write(&batch, routes).unwrap();
+    let added = b.ip(&["-batch", batch.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&batch);
+    added.unwrap();
+    b.sysctl(
+        "net.ipv6.route.gc_thresh",
+        &(ROUTE_MAX_SIZE / 2).to_string(),
+    )
+    .unwrap();
+    b.sysctl("net.ipv6.route.max_size", &ROUTE_MAX_SIZE.to_string())
+        .unwrap();
+
+    let enforced = !pktguard_tests::kernel_at_least(6, 3);
+    // Seen on 4.19.90; not on 5.10 or 6.1 (see above).
+    let drops_expected = !pktguard_tests::kernel_at_least(5, 10);
+    let forwarded = || -> u64 {
+        let text = b.exec(&["cat", "/proc/net/snmp6"]).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("Ip6OutForwDatagrams"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("Ip6OutForwDatagrams")
+    };
+    let before = forwarded();
+    let w = DropsWatch::start(&b, &for_this_kernel(&b, &["--iface", "b0"])).unwrap();
+    a.run(|| {
+        let s = UdpSocket::bind("[::]:0")?;
+        for round in 0..2 {
+            for i in 1..=DESTINATIONS {
+                let to = SocketAddr::new(IpAddr::V6(format!("fd99::{i:x}").parse()?), 9);
+                let _ = s.send_to(&[round as u8; 64], to);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    })
+    .unwrap();
+    let in_ip6_pkt_drop = |r: &serde_json::Value| {
+        r["location"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("ip6_pkt_drop") || l.starts_with("ip6_pkt_discard"))
+            && r["total"].as_u64().unwrap_or(0) >= SENT
+    };
+    let sent = 2 * DESTINATIONS as u64;
+    let forwarded = forwarded() - before;
+    let out = pktguard_tests::pktguard_in(&b, &["doctor", "--json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "ipv6_route_cache")
+        .cloned()
+        .expect("the ipv6_route_cache check");
+    let usage = format!("of net.ipv6.route.max_size {ROUTE_MAX_SIZE} (");
+    if drops_expected {
+        let row = w.wait_for(WAIT, in_ip6_pkt_drop).unwrap();
+        assert!(forwarded < sent, "all {sent} forwarded: {row}");
+        assert_eq!(check["status"], "fail", "{check}");
+        assert!(check.to_string().contains(&usage), "{check}");
+    } else if enforced {
+        assert!(check.to_string().contains(&usage), "{check}");
+    } else {
+        assert!(
+            w.wait_for(Duration::from_secs(3), in_ip6_pkt_drop).is_err(),
+            "drops in ip6_pkt_drop on a kernel without the limit"
+        );
+        assert!(forwarded >= sent, "{forwarded} of {sent} forwarded");
+        assert_eq!(check["status"], "ok", "{check}");
+        assert!(check.to_string().contains("not enforced"), "{check}");
+    }
+}

@@ -38,7 +38,13 @@ pub struct TunnelLab {
     pub client: Netns,
     pub node: Netns,
     pub pod: Netns,
+    /// With [`TunnelLab::ipip`]: the pod's node, at the far end of the
+    /// tunnel.
+    pub remote: Option<Netns>,
 }
+
+/// The IPIP device Calico uses (the fallback tunnel every namespace gets).
+pub const IPIP_DEV: &str = "tunl0";
 
 impl TunnelLab {
     pub fn new() -> Result<TunnelLab> {
@@ -47,6 +53,7 @@ impl TunnelLab {
             client: Netns::new(&format!("pg-{tag}-client"))?,
             node: Netns::new(&format!("pg-{tag}-node"))?,
             pod: Netns::new(&format!("pg-{tag}-pod"))?,
+            remote: None,
         };
         netns::veth(
             &VethEnd::new(
@@ -95,6 +102,68 @@ impl TunnelLab {
              add chain inet pmtu_blackhole out { type filter hook output priority 0; }; \
              add rule inet pmtu_blackhole out icmp type destination-unreachable icmp code frag-needed drop; \
              add rule inet pmtu_blackhole out icmpv6 type packet-too-big drop",
+        ])?;
+        Ok(lab)
+    }
+
+    /// Incident 3 as in the seed: client -> node -> IPIP (`tunl0`, MTU
+    /// 1440, over a 1500 underlay) -> the pod's node -> pod (MTU 1500), the
+    /// node's ICMP "fragmentation needed" dropped. IPv4 only, as IPIP is.
+    /// The node's NODE_TUNNEL_IF is the underlay here.
+    pub fn ipip() -> Result<TunnelLab> {
+        let tag = netns::unique_tag();
+        let lab = TunnelLab {
+            client: Netns::new(&format!("pg-{tag}-client"))?,
+            node: Netns::new(&format!("pg-{tag}-node"))?,
+            pod: Netns::new(&format!("pg-{tag}-pod"))?,
+            remote: Some(Netns::new(&format!("pg-{tag}-remote"))?),
+        };
+        let remote = lab.remote.as_ref().expect("set above");
+        netns::veth(
+            &VethEnd::new(&lab.client, CLIENT_IF, &["10.77.1.2/24"], 1500),
+            &VethEnd::new(&lab.node, NODE_CLIENT_IF, &["10.77.1.1/24"], 1500),
+        )?;
+        netns::veth(
+            &VethEnd::new(&lab.node, NODE_TUNNEL_IF, &["192.168.78.1/24"], 1500),
+            &VethEnd::new(remote, "u0", &["192.168.78.2/24"], 1500),
+        )?;
+        netns::veth(
+            &VethEnd::new(remote, "h0", &["10.77.2.1/24"], 1500),
+            &VethEnd::new(&lab.pod, POD_IF, &[&format!("{POD_V4}/24")], 1500),
+        )?;
+        lab.client
+            .ip(&["route", "add", "default", "via", "10.77.1.1"])?;
+        lab.pod
+            .ip(&["route", "add", "default", "via", "10.77.2.1"])?;
+        // Calico's routes: the other node's pod block via its address, onlink
+        // through tunl0.
+        for (ns, me, peer, block) in [
+            (&lab.node, "10.77.9.1", "192.168.78.2", "10.77.2.0/24"),
+            (remote, "10.77.9.2", "192.168.78.1", "10.77.1.0/24"),
+        ] {
+            if ns.ip(&["link", "show", IPIP_DEV]).is_err() {
+                ns.ip(&["link", "add", "name", IPIP_DEV, "type", "ipip"])
+                    .context("an IPIP tunnel (this kernel has no IPIP driver?)")?;
+            }
+            ns.ip(&[
+                "link",
+                "set",
+                IPIP_DEV,
+                "mtu",
+                &TUNNEL_MTU.to_string(),
+                "up",
+            ])?;
+            ns.ip(&["addr", "add", &format!("{me}/32"), "dev", IPIP_DEV])?;
+            ns.ip(&[
+                "route", "add", block, "via", peer, "dev", IPIP_DEV, "onlink",
+            ])?;
+            ns.sysctl("net.ipv4.ip_forward", "1")?;
+        }
+        lab.node.exec(&[
+            "nft",
+            "add table inet pmtu_blackhole; \
+             add chain inet pmtu_blackhole out { type filter hook output priority 0; }; \
+             add rule inet pmtu_blackhole out icmp type destination-unreachable icmp code frag-needed drop",
         ])?;
         Ok(lab)
     }

@@ -20,8 +20,9 @@ pub(crate) const TOOLS: [&str; 11] = [
 ];
 
 /// Names the xtables binaries answer to (argv[0]).
-pub(crate) const TOOL_LINKS: [(&str, &str); 4] = [
+pub(crate) const TOOL_LINKS: [(&str, &str); 5] = [
     ("iptables-nft", "xtables-nft-multi"),
+    ("ip6tables-nft", "xtables-nft-multi"),
     ("iptables-nft-save", "xtables-nft-multi"),
     ("iptables-legacy", "xtables-legacy-multi"),
     ("iptables-legacy-save", "xtables-legacy-multi"),
@@ -29,7 +30,7 @@ pub(crate) const TOOL_LINKS: [(&str, &str); 4] = [
 
 /// Modules the tests need, loaded in the guest with their dependencies
 /// where the kernel has them as modules (built-in ones need nothing).
-pub(crate) const MODULES: [&str; 20] = [
+pub(crate) const MODULES: [&str; 23] = [
     "veth",
     "sch_ingress",
     "cls_bpf",
@@ -50,6 +51,9 @@ pub(crate) const MODULES: [&str; 20] = [
     "xt_nat",
     "xt_comment",
     "xt_mark",
+    "xt_TCPMSS",
+    "iptable_mangle",
+    "ipip",
 ];
 
 /// Files of /etc the tools read.
@@ -124,6 +128,17 @@ pub(crate) fn common_cpio(
         let _ = std::fs::copy(Path::new("/etc").join(f), root.join("etc").join(f));
     }
     copy_with_libs(&root, pktguard, &root.join("tests/pktguard"), true)?;
+    // A measurement shim preloaded into every test binary (the README's
+    // "instructions processed on 4.19": xtask/insncount.c).
+    let preload = match std::env::var_os("PKTGUARD_GUEST_PRELOAD") {
+        Some(path) => {
+            std::fs::copy(&path, root.join("tests/preload.so")).with_context(|| {
+                format!("PKTGUARD_GUEST_PRELOAD {}", Path::new(&path).display())
+            })?;
+            "LD_PRELOAD=/tests/preload.so "
+        }
+        None => "",
+    };
     let mut script = String::from(
         "#!/bin/sh\n/bin/busybox --install -s /bin\nexport PATH=/usr/sbin:/usr/bin:/sbin:/bin\n\
          mount -t proc proc /proc\nmount -t sysfs sys /sys\nmount -t devtmpfs dev /dev\n\
@@ -143,7 +158,7 @@ pub(crate) fn common_cpio(
             .unwrap_or_default();
         script.push_str(&format!(
             "echo \"VMTEST {name} start\"\n\
-             timeout -s KILL {BINARY_LIMIT_SECS} /tests/{name} --test-threads 1 {filters} 2>&1\n\
+             {preload}timeout -s KILL {BINARY_LIMIT_SECS} /tests/{name} --test-threads 1 {filters} 2>&1\n\
              echo \"VMTEST {name} exit $?\"\n"
         ));
     }

@@ -73,6 +73,8 @@ pub const GUEST_TESTS: [(&str, &[&str]); 13] = [
             "ipv6_underlay_xdp",
             "jumbo_underlay_xdp",
             "real_corruption_is_left_alone_tc",
+            "kernel_nat_",
+            "lab_csum_",
         ],
     ),
     ("e2e_gso", &[]),
