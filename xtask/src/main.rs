@@ -281,6 +281,13 @@ fn vm_tests(kernel: &str, only: &[String], exes: &[String]) -> Result<(u32, u32)
     if binaries.len() != wanted.len() {
         bail!("missing guest test binaries: {:?}", vm::GUEST_TESTS);
     }
+    for (name, exe) in &binaries {
+        let listed = stdout_of(
+            Command::new(exe).args(["--list", "--format", "terse"]),
+            Stdio::inherit(),
+        )?;
+        vm::check_names(name, &listed)?;
+    }
     let pktguard = std::fs::canonicalize("target/release/pktguard")?;
     // No privileges needed: apt works on a private state directory, qemu
     // under TCG, and the guest is root in itself.

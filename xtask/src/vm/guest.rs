@@ -151,14 +151,13 @@ pub(crate) fn common_cpio(
     );
     for (name, path) in binaries {
         copy_with_libs(&root, path, &root.join("tests").join(name), true)?;
-        let filters = GUEST_TESTS
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, f)| f.join(" "))
-            .unwrap_or_default();
+        // --report-time puts each test's time on its line of the console
+        // (libtest's unstable flag: the pinned toolchain's, allowed by
+        // RUSTC_BOOTSTRAP), what trimming a guest's share of the suite reads.
         script.push_str(&format!(
             "echo \"VMTEST {name} start\"\n\
-             {preload}timeout -s KILL {BINARY_LIMIT_SECS} /tests/{name} --test-threads 1 {filters} 2>&1\n\
+             {preload}RUSTC_BOOTSTRAP=1 timeout -s KILL {BINARY_LIMIT_SECS} /tests/{name} \
+             --test-threads 1 -Z unstable-options --report-time $(cat /tests/args/{name}) 2>&1\n\
              echo \"VMTEST {name} exit $?\"\n"
         ));
     }
@@ -184,10 +183,16 @@ pub(crate) fn cpio(root: &Path, image: &Path) -> Result<PathBuf> {
     Ok(image.to_path_buf())
 }
 
-/// The initramfs of kernel `name`: the common part and its modules (the
-/// kernel unpacks concatenated archives in turn); a built kernel has its
-/// drivers built in and gets an empty load order.
-pub(crate) fn initramfs(vm: &Path, name: &str, source: Source, common: &Path) -> Result<PathBuf> {
+/// The initramfs of kernel `name`: the common part, its modules and its
+/// share of the tests (the kernel unpacks concatenated archives in turn); a
+/// built kernel has its drivers built in and gets an empty load order.
+pub(crate) fn initramfs(
+    vm: &Path,
+    name: &str,
+    source: Source,
+    common: &Path,
+    binaries: &[&str],
+) -> Result<PathBuf> {
     let modules = match source {
         Source::Debian(_) => modules_cpio(vm, name)?,
         Source::Built(_) => {
@@ -198,9 +203,20 @@ pub(crate) fn initramfs(vm: &Path, name: &str, source: Source, common: &Path) ->
             cpio(&root, &vm.join(format!("modules-{name}.cpio.gz")))?
         }
     };
+    // This kernel's share of the tests (share.rs): a file of libtest
+    // arguments for each binary, which the init reads.
+    let share = vm.join(format!("share-{name}"));
+    let _ = std::fs::remove_dir_all(&share);
+    std::fs::create_dir_all(share.join("tests/args"))?;
+    for binary in binaries {
+        let args = share::guest_args(binary, name).join(" ");
+        std::fs::write(share.join("tests/args").join(binary), args)?;
+    }
+    let share = cpio(&share, &vm.join(format!("share-{name}.cpio.gz")))?;
     let image = vm.join(format!("initramfs-{name}.cpio.gz"));
     let mut bytes = std::fs::read(common)?;
     bytes.extend(std::fs::read(&modules)?);
+    bytes.extend(std::fs::read(&share)?);
     std::fs::write(&image, bytes)?;
     Ok(image)
 }

@@ -25,10 +25,12 @@ use anyhow::{Context as _, Result, bail};
 mod guest;
 mod kernels;
 mod qemu;
+mod share;
 
 use guest::*;
 use kernels::*;
 use qemu::*;
+pub use share::{GUEST_TESTS, check_names};
 
 /// Where a kernel of the matrix comes from.
 #[derive(Clone, Copy, Debug)]
@@ -54,36 +56,6 @@ pub const KERNELS: [(&str, Source); 4] = [
     ("5.10", Source::Debian("bullseye")),
     ("6.1", Source::Debian("bookworm")),
     ("6.12", Source::Debian("bookworm-backports")),
-];
-
-/// The privileged test binaries that run inside the guests, with libtest
-/// filters (none: all of the binary's tests).
-pub const GUEST_TESTS: [(&str, &[&str]); 13] = [
-    ("verifier", &[]),
-    ("prog_mss", &[]),
-    ("prog_gso", &[]),
-    ("prog_repair", &[]),
-    ("e2e_mss", &[]),
-    // Both underlays, both hooks, jumbo frames and corruption, in four of
-    // the eight combinations (the host runs all eight).
-    (
-        "e2e_repair",
-        &[
-            "ipv4_underlay_tc",
-            "ipv6_underlay_xdp",
-            "jumbo_underlay_xdp",
-            "real_corruption_is_left_alone_tc",
-            "kernel_nat_",
-            "lab_csum_",
-        ],
-    ),
-    ("e2e_gso", &[]),
-    ("e2e_drops", &[]),
-    ("cli", &[]),
-    ("cli_input", &[]),
-    ("daemon", &[]),
-    ("doctor", &[]),
-    ("doctor_vxlan", &[]),
 ];
 
 /// A guest that prints nothing for this long is stuck (a test prints a
@@ -134,7 +106,8 @@ pub fn run(which: &str, pktguard: &Path, binaries: &[(String, PathBuf)]) -> Resu
                 }
             },
         };
-        let initrd = initramfs(&vm, name, *source, &common)?;
+        let names: Vec<&str> = binaries.iter().map(|(n, _)| n.as_str()).collect();
+        let initrd = initramfs(&vm, name, *source, &common, &names)?;
         guests.push(Guest {
             name,
             source: *source,
