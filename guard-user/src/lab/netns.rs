@@ -148,6 +148,11 @@ pub fn veth(a: &VethEnd<'_>, b: &VethEnd<'_>) -> Result<()> {
     ])?;
     for end in [a, b] {
         let mtu = end.mtu.to_string();
+        // No duplicate address detection on the link-local address either
+        // (the others are added `nodad`): while it runs, the first IPv6
+        // connection of a fresh lab times out.
+        end.ns
+            .sysctl(&format!("net.ipv6.conf.{}.accept_dad", end.name), "0")?;
         end.ns.ip(&["link", "set", end.name, "mtu", &mtu, "up"])?;
         for addr in end.addrs {
             if addr.contains(':') {
