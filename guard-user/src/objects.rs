@@ -343,6 +343,7 @@ mod tests {
             let obj = aya_obj::Object::parse(object).unwrap();
             let f = obj.functions.values().find(|f| f.name == name).expect(name);
             let n = f.instructions.len();
+            println!("{name}: {n} instructions");
             assert!(n <= 4096, "{name}: {n} instructions");
         }
     }
